@@ -1,0 +1,402 @@
+/* arena.c — an arena: the lock, the subpage pools per small class, the chunk lists, huge
+ * blocks and the counters; the slow paths of allocation and free all end here. */
+#include "internal.h"
+
+#include <string.h>
+
+/* Half-used chunks first, so memory concentrates in few chunks and the others empty out;
+ * q075 last because its chunks have little left; q100 never. */
+static const int alloc_order[] = {BP_Q050, BP_Q025, BP_Q000, BP_QINIT, BP_Q075};
+
+/* Descriptors of huge blocks come from slabs mapped per arena, so a huge allocation costs one
+ * mapping (its memory) and its metadata stays out of it. */
+#define DESC_SLAB_SIZE ((size_t)64 << 10)
+
+typedef struct desc_slab {
+    struct desc_slab *next;
+} desc_slab;
+
+void bp_arena_init(bp_arena *arena, bp_pool *pool, unsigned index)
+{
+    memset(arena, 0, sizeof *arena);
+    pthread_mutex_init(&arena->lock, NULL);
+    arena->pool = pool;
+    arena->index = index;
+    bp_chunk_lists_init(arena->lists, pool->sc.chunk_pages);
+    for (unsigned cls = 0; cls < BP_MAX_CLASSES; cls++)
+        bp_subpage_pool_init(&arena->small[cls]);
+}
+
+static void release_huge_memory(bp_arena *arena, bp_chunk *huge)
+{
+    bp_chunk_map_unregister(huge->base, BP_MAP_GRANULE);
+    bp_os_unmap(&arena->pool->os, (void *)huge->base, huge->map_size);
+}
+
+void bp_arena_destroy(bp_arena *arena)
+{
+    for (int i = 0; i < BP_NLISTS; i++) {
+        while (arena->lists[i].head != NULL) {
+            bp_chunk *chunk = arena->lists[i].head;
+            bp_chunk_list_remove(&arena->lists[i], chunk);
+            bp_chunk_delete(chunk);
+        }
+    }
+    for (bp_chunk *huge = arena->huge; huge != NULL; huge = huge->next)
+        release_huge_memory(arena, huge);
+    for (desc_slab *slab = arena->desc_slabs; slab != NULL;) {
+        desc_slab *next = slab->next;
+        bp_os_unmap(&arena->pool->os, slab, DESC_SLAB_SIZE);
+        slab = next;
+    }
+    pthread_mutex_destroy(&arena->lock);
+}
+
+/* ---- runs from the chunk lists ---------------------------------------------------------- */
+
+/* Under the lock: a run for class `cls` from the first chunk that has room, in list order,
+ * or from a new chunk filed into qInit. NULL when the OS refuses a new chunk. */
+static bp_chunk *alloc_run(bp_arena *arena, unsigned cls, uint32_t align_pages, bool subpage,
+                           uint32_t *offset)
+{
+    uint32_t need = arena->pool->sc.run_pages[cls];
+    for (size_t i = 0; i < sizeof alloc_order / sizeof alloc_order[0]; i++) {
+        bp_chunk_list *list = &arena->lists[alloc_order[i]];
+        if (need > list->max_run_pages)
+            continue;
+        for (bp_chunk *chunk = list->head; chunk != NULL; chunk = chunk->next) {
+            long off = bp_chunk_alloc_run(chunk, cls, align_pages, subpage);
+            if (off >= 0) {
+                bp_chunk_list_after_alloc(chunk);
+                *offset = (uint32_t)off;
+                return chunk;
+            }
+        }
+    }
+    bp_chunk *chunk = bp_chunk_new(arena);
+    if (chunk == NULL)
+        return NULL;
+    arena->counters.chunks_mapped++;
+    arena->counters.chunk_bytes += chunk->size;
+    long off = bp_chunk_alloc_run(chunk, cls, align_pages, subpage);
+    bp_assert(off >= 0);
+    bp_chunk_list_add(&arena->lists[BP_QINIT], chunk);
+    *offset = (uint32_t)off;
+    return chunk;
+}
+
+/* Under the lock, after a run went back to `chunk`: file it by its new usage, and unmap it
+ * when it emptied out of q000. */
+static void after_run_free(bp_arena *arena, bp_chunk *chunk)
+{
+    if (bp_chunk_list_after_free(chunk)) {
+        arena->counters.chunks_unmapped++;
+        arena->counters.chunk_bytes -= chunk->size;
+        bp_chunk_delete(chunk);
+    }
+}
+
+static void *run_address(const bp_chunk *chunk, uint32_t offset)
+{
+    return (void *)(chunk->base + ((uintptr_t)offset << chunk->page_shift));
+}
+
+/* ---- allocation ------------------------------------------------------------------------- */
+
+static void *alloc_small_locked(bp_arena *arena, unsigned cls)
+{
+    bp_subpage_link *head = &arena->small[cls];
+    bp_subpage *sp = head->next;
+    if (sp == (bp_subpage *)head) {
+        uint32_t off;
+        bp_chunk *chunk = alloc_run(arena, cls, 1, true, &off);
+        if (chunk == NULL)
+            return NULL;
+        sp = bp_chunk_subpage(chunk, off);
+        bp_subpage_init(sp, chunk, off, cls, &arena->pool->sc);
+        bp_subpage_pool_push(head, sp);
+    }
+    uint32_t idx = bp_subpage_take(sp);
+    if (sp->free_count == 0)
+        bp_subpage_pool_remove(sp);
+    arena->counters.alloc_small++;
+    arena->counters.active_bytes += sp->elem_size;
+    return (char *)run_address(sp->chunk, sp->run_offset) + (size_t)idx * sp->elem_size;
+}
+
+static void *alloc_normal_locked(bp_arena *arena, unsigned cls, uint32_t align_pages)
+{
+    uint32_t off;
+    bp_chunk *chunk = alloc_run(arena, cls, align_pages, false, &off);
+    if (chunk == NULL)
+        return NULL;
+    arena->counters.alloc_normal++;
+    arena->counters.active_bytes += arena->pool->sc.size[cls];
+    return run_address(chunk, off);
+}
+
+void *bp_arena_alloc(bp_arena *arena, unsigned cls)
+{
+    pthread_mutex_lock(&arena->lock);
+    void *p = bp_class_is_small(&arena->pool->sc, cls) ? alloc_small_locked(arena, cls)
+                                                         : alloc_normal_locked(arena, cls, 1);
+    pthread_mutex_unlock(&arena->lock);
+    return p;
+}
+
+/* Alignments up to a page are met by the class (its size is a multiple of align, and runs
+ * start on pages); larger ones by a whole run placed at an aligned page. */
+void *bp_arena_alloc_aligned(bp_arena *arena, unsigned cls, size_t align)
+{
+    size_t page = arena->pool->page_size;
+    if (align <= page)
+        return bp_arena_alloc(arena, cls);
+    pthread_mutex_lock(&arena->lock);
+    void *p = alloc_normal_locked(arena, cls, (uint32_t)(align / page));
+    pthread_mutex_unlock(&arena->lock);
+    return p;
+}
+
+static bp_chunk *desc_take(bp_arena *arena)
+{
+    if (arena->desc_free == NULL) {
+        desc_slab *slab = bp_os_map(&arena->pool->os, DESC_SLAB_SIZE, 4096);
+        if (slab == NULL)
+            return NULL;
+        slab->next = arena->desc_slabs;
+        arena->desc_slabs = slab;
+        size_t first = bp_align_up(sizeof(desc_slab), 64);
+        size_t stride = bp_align_up(sizeof(bp_chunk), 64);
+        for (size_t off = first; off + stride <= DESC_SLAB_SIZE; off += stride) {
+            bp_chunk *desc = (bp_chunk *)((char *)slab + off);
+            desc->next = arena->desc_free;
+            arena->desc_free = desc;
+        }
+    }
+    bp_chunk *desc = arena->desc_free;
+    arena->desc_free = desc->next;
+    memset(desc, 0, sizeof *desc);
+    return desc;
+}
+
+static void desc_give(bp_arena *arena, bp_chunk *desc)
+{
+    desc->kind = 0;
+    desc->next = arena->desc_free;
+    arena->desc_free = desc;
+}
+
+void *bp_arena_alloc_huge(bp_arena *arena, size_t size, size_t align)
+{
+    bp_pool *pool = arena->pool;
+    if (size > SIZE_MAX / 2)
+        return NULL;
+    size_t map_size = bp_align_up(size, pool->page_size);
+    void *memory = bp_os_map(&pool->os, map_size, BP_MAX(align, BP_MAP_GRANULE));
+    if (memory == NULL)
+        return NULL;
+
+    pthread_mutex_lock(&arena->lock);
+    bp_chunk *huge = desc_take(arena);
+    if (huge != NULL) {
+        huge->base = (uintptr_t)memory;
+        huge->kind = BP_CHUNK_HUGE;
+        huge->page_shift = (uint8_t)pool->sc.page_shift;
+        huge->arena = arena;
+        huge->pool = pool;
+        huge->size = map_size;
+        huge->map_size = map_size;
+        if (bp_chunk_map_register(huge->base, BP_MAP_GRANULE, huge)) {
+            huge->prev = NULL;
+            huge->next = arena->huge;
+            if (arena->huge != NULL)
+                arena->huge->prev = huge;
+            arena->huge = huge;
+            arena->counters.alloc_huge++;
+            arena->counters.active_bytes += map_size;
+            arena->counters.huge_bytes += map_size;
+        } else {
+            desc_give(arena, huge);
+            huge = NULL;
+        }
+    }
+    pthread_mutex_unlock(&arena->lock);
+    if (huge == NULL) {
+        bp_os_unmap(&pool->os, memory, map_size);
+        return NULL;
+    }
+    return memory;
+}
+
+/* ---- free ------------------------------------------------------------------------------- */
+
+static void free_small_locked(bp_arena *arena, bp_chunk *chunk, uintptr_t p, uint32_t info)
+{
+    bp_subpage *sp = bp_chunk_subpage(chunk, bp_info_run(info));
+    long idx = bp_subpage_index_of(sp, p);
+    if (idx < 0)
+        bp_fatal("bp_free(%p): not the start of a block (inside a %u-byte element)", (void *)p,
+                 sp->elem_size);
+    if (bp_subpage_is_free(sp, (uint32_t)idx))
+        bp_fatal("bp_free(%p): double free (a %u-byte block)", (void *)p, sp->elem_size);
+    bp_subpage_give(sp, (uint32_t)idx);
+    arena->counters.free_small++;
+    arena->counters.active_bytes -= sp->elem_size;
+
+    bp_subpage_link *head = &arena->small[sp->class_index];
+    if (!sp->in_pool)
+        bp_subpage_pool_push(head, sp);
+    if (sp->free_count == sp->elem_count) {
+        bool alone = head->next == sp && sp->link.next == (bp_subpage *)head;
+        if (!alone) {
+            bp_subpage_pool_remove(sp);
+            bp_chunk_free_run(chunk, sp->run_offset, sp->run_pages);
+            after_run_free(arena, chunk);
+        }
+    }
+}
+
+static void free_normal_locked(bp_arena *arena, bp_chunk *chunk, uintptr_t p, uint32_t info)
+{
+    uint32_t off = bp_info_run(info);
+    if ((uintptr_t)run_address(chunk, off) != p)
+        bp_fatal("bp_free(%p): not the start of a block (inside a run of %u pages)", (void *)p,
+                 bp_handle_pages(chunk->run_map[off]));
+    unsigned cls = bp_info_class(info);
+    arena->counters.free_normal++;
+    arena->counters.active_bytes -= arena->pool->sc.size[cls];
+    bp_chunk_free_run(chunk, off, arena->pool->sc.run_pages[cls]);
+    after_run_free(arena, chunk);
+}
+
+void bp_arena_free(bp_arena *arena, bp_chunk *chunk, uintptr_t p, uint32_t info)
+{
+    pthread_mutex_lock(&arena->lock);
+    if (info & BP_INFO_SUBPAGE_BIT)
+        free_small_locked(arena, chunk, p, info);
+    else
+        free_normal_locked(arena, chunk, p, info);
+    pthread_mutex_unlock(&arena->lock);
+}
+
+void bp_arena_free_huge(bp_arena *arena, bp_chunk *huge)
+{
+    pthread_mutex_lock(&arena->lock);
+    if (huge->prev != NULL)
+        huge->prev->next = huge->next;
+    else
+        arena->huge = huge->next;
+    if (huge->next != NULL)
+        huge->next->prev = huge->prev;
+    arena->counters.free_huge++;
+    arena->counters.active_bytes -= huge->map_size;
+    arena->counters.huge_bytes -= huge->map_size;
+    bp_chunk copy = *huge;
+    desc_give(arena, huge);
+    pthread_mutex_unlock(&arena->lock);
+    release_huge_memory(arena, &copy);
+}
+
+/* ---- trim ------------------------------------------------------------------------------- */
+
+size_t bp_arena_trim(bp_arena *arena)
+{
+    size_t released = 0;
+    pthread_mutex_lock(&arena->lock);
+    /* The empty subpage each class keeps goes back to its chunk ... */
+    for (unsigned cls = 0; cls < arena->pool->sc.nsmall; cls++) {
+        bp_subpage_link *head = &arena->small[cls];
+        for (bp_subpage *sp = head->next, *next; sp != (bp_subpage *)head; sp = next) {
+            next = sp->link.next;
+            if (sp->free_count != sp->elem_count)
+                continue;
+            bp_chunk *chunk = sp->chunk;
+            bp_subpage_pool_remove(sp);
+            bp_chunk_free_run(chunk, sp->run_offset, sp->run_pages);
+            size_t before = arena->counters.chunk_bytes;
+            after_run_free(arena, chunk);
+            released += before - arena->counters.chunk_bytes;
+        }
+    }
+    /* ... and the chunks qInit keeps although they are empty go back to the OS. */
+    bp_chunk_list *qinit = &arena->lists[BP_QINIT];
+    for (bp_chunk *chunk = qinit->head, *next; chunk != NULL; chunk = next) {
+        next = chunk->next;
+        if (chunk->free_pages == chunk->npages) {
+            bp_chunk_list_remove(qinit, chunk);
+            arena->counters.chunks_unmapped++;
+            arena->counters.chunk_bytes -= chunk->size;
+            released += chunk->size;
+            bp_chunk_delete(chunk);
+        }
+    }
+    pthread_mutex_unlock(&arena->lock);
+    return released;
+}
+
+/* ---- invariant walker ------------------------------------------------------------------- */
+
+int bp_arena_check(bp_arena *arena)
+{
+    int problems = 0;
+    pthread_mutex_lock(&arena->lock);
+    const bp_size_classes *sc = &arena->pool->sc;
+    size_t active = 0;
+    unsigned subpages_in_chunks = 0, subpages_in_pools = 0;
+    for (int i = 0; i < BP_NLISTS; i++) {
+        problems += bp_chunk_list_check(&arena->lists[i]);
+        for (const bp_chunk *chunk = arena->lists[i].head; chunk; chunk = chunk->next) {
+            if (chunk->arena != arena) {
+                bp_message("check: arena %u: chunk %p belongs to another arena", arena->index,
+                           (void *)chunk->base);
+                problems++;
+            }
+            bp_chunk_usage_walk walk = bp_chunk_walk(chunk);
+            active += walk.active_bytes;
+            subpages_in_chunks += walk.subpages_with_free;
+        }
+    }
+    for (unsigned cls = 0; cls < sc->nsmall; cls++) {
+        const bp_subpage_link *head = &arena->small[cls];
+        unsigned empty = 0;
+        for (const bp_subpage *sp = head->next; sp != (const bp_subpage *)head;
+             sp = sp->link.next) {
+            subpages_in_pools++;
+            if (sp->class_index != cls || !sp->in_pool || sp->free_count == 0 ||
+                sp->chunk->arena != arena) {
+                bp_message("check: arena %u: subpage at page %u misfiled in pool %u",
+                           arena->index, sp->run_offset, cls);
+                problems++;
+            }
+            empty += sp->free_count == sp->elem_count;
+        }
+        if (empty > 1) {
+            bp_message("check: arena %u: %u empty subpages kept for class %u", arena->index,
+                       empty, cls);
+            problems++;
+        }
+    }
+    if (subpages_in_pools != subpages_in_chunks) {
+        bp_message("check: arena %u: %u subpages in pools, %u with free elements in chunks",
+                   arena->index, subpages_in_pools, subpages_in_chunks);
+        problems++;
+    }
+    size_t huge_bytes = 0;
+    for (const bp_chunk *huge = arena->huge; huge != NULL; huge = huge->next) {
+        huge_bytes += huge->map_size;
+        if (huge->kind != BP_CHUNK_HUGE || bp_chunk_map_lookup(huge->base) != huge) {
+            bp_message("check: arena %u: huge block %p not mapped", arena->index,
+                       (void *)huge->base);
+            problems++;
+        }
+    }
+    active += huge_bytes;
+    if (active != arena->counters.active_bytes || huge_bytes != arena->counters.huge_bytes) {
+        bp_message("check: arena %u: active %zu (counted %zu), huge %zu (counted %zu)",
+                   arena->index, active, arena->counters.active_bytes, huge_bytes,
+                   arena->counters.huge_bytes);
+        problems++;
+    }
+    pthread_mutex_unlock(&arena->lock);
+    return problems;
+}

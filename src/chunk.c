@@ -1,0 +1,318 @@
+/* chunk.c — one chunk: its memory and metadata mappings, runs of pages found in per-page-class
+ * free-run sets (lowest offset first), split on allocation and coalesced on release. */
+#include "internal.h"
+
+#include <string.h>
+
+static const bp_size_classes *chunk_classes(const bp_chunk *chunk)
+{
+    return &chunk->pool->sc;
+}
+
+/* ---- free-run sets ---------------------------------------------------------------------- */
+
+static uint64_t *avail_set(const bp_chunk *chunk, unsigned pc)
+{
+    return chunk->avail + (size_t)pc * chunk->avail_words;
+}
+
+static void avail_insert(bp_chunk *chunk, uint32_t offset, uint32_t pages)
+{
+    unsigned pc = bp_pages_to_page_class_floor(chunk_classes(chunk), pages);
+    uint64_t *set = avail_set(chunk, pc);
+    bp_assert(!(set[offset >> 6] >> (offset & 63) & 1));
+    set[offset >> 6] |= (uint64_t)1 << (offset & 63);
+    chunk->avail_count[pc]++;
+    chunk->avail_mask |= (uint64_t)1 << pc;
+    uint64_t handle = bp_handle_make(offset, pages, false, false, 0);
+    chunk->run_map[offset] = handle;
+    chunk->run_map[offset + pages - 1] = handle;
+}
+
+static void avail_remove(bp_chunk *chunk, uint32_t offset, uint32_t pages)
+{
+    unsigned pc = bp_pages_to_page_class_floor(chunk_classes(chunk), pages);
+    uint64_t *set = avail_set(chunk, pc);
+    bp_assert(set[offset >> 6] >> (offset & 63) & 1);
+    set[offset >> 6] &= ~((uint64_t)1 << (offset & 63));
+    if (--chunk->avail_count[pc] == 0)
+        chunk->avail_mask &= ~((uint64_t)1 << pc);
+    chunk->run_map[offset] = 0;
+    chunk->run_map[offset + pages - 1] = 0;
+}
+
+/* Lowest-offset free run filed under page class `pc` or above; -1 if none. */
+static long avail_first_fit(const bp_chunk *chunk, unsigned pc)
+{
+    uint64_t classes = pc >= 64 ? 0 : chunk->avail_mask & (~(uint64_t)0 << pc);
+    if (classes == 0)
+        return -1;
+    const uint64_t *set = avail_set(chunk, (unsigned)__builtin_ctzll(classes));
+    for (uint32_t w = 0; w < chunk->avail_words; w++)
+        if (set[w] != 0)
+            return (long)w * 64 + __builtin_ctzll(set[w]);
+    bp_fatal("chunk %p: free-run set marked non-empty holds no run", (void *)chunk->base);
+}
+
+/* Lowest-offset free run, from page class `pc` up, that holds `pages` pages starting at a
+ * multiple of `align_pages`; -1 if none. Only aligned allocations above a page come here. */
+static long avail_first_fit_aligned(const bp_chunk *chunk, unsigned pc, uint32_t pages,
+                                    uint32_t align_pages)
+{
+    for (uint64_t classes = chunk->avail_mask & (~(uint64_t)0 << pc); classes != 0;
+         classes &= classes - 1) {
+        const uint64_t *set = avail_set(chunk, (unsigned)__builtin_ctzll(classes));
+        for (uint32_t w = 0; w < chunk->avail_words; w++) {
+            for (uint64_t bits = set[w]; bits != 0; bits &= bits - 1) {
+                uint32_t off = w * 64 + (uint32_t)__builtin_ctzll(bits);
+                uint32_t run_pages = bp_handle_pages(chunk->run_map[off]);
+                uint32_t start = (off + align_pages - 1) & ~(align_pages - 1);
+                if (start + pages <= off + run_pages)
+                    return off;
+            }
+        }
+    }
+    return -1;
+}
+
+/* ---- life cycle ------------------------------------------------------------------------- */
+
+bp_chunk *bp_chunk_new(bp_arena *arena)
+{
+    bp_pool *pool = arena->pool;
+    const bp_size_classes *sc = &pool->sc;
+    uint32_t npages = sc->chunk_pages;
+    uint32_t words = (npages + 63) / 64;
+    size_t stride = bp_subpage_slot_size(pool->page_size);
+
+    size_t off_info = bp_align_up(sizeof(bp_chunk), 64);
+    size_t off_run_map = bp_align_up(off_info + npages * sizeof(uint32_t), 8);
+    size_t off_avail = off_run_map + npages * sizeof(uint64_t);
+    size_t off_count = off_avail + (size_t)sc->npage_classes * words * sizeof(uint64_t);
+    size_t off_subpages = bp_align_up(off_count + sc->npage_classes * sizeof(uint32_t), 64);
+    size_t meta_size = bp_align_up(off_subpages + npages * stride, 4096);
+
+    unsigned char *meta = bp_os_map(&pool->os, meta_size, 4096);
+    if (meta == NULL)
+        return NULL;
+    void *memory = bp_os_map(&pool->os, pool->chunk_size, BP_MAX(pool->chunk_size, BP_MAP_GRANULE));
+    if (memory == NULL) {
+        bp_os_unmap(&pool->os, meta, meta_size);
+        return NULL;
+    }
+    /* The OS layer hands out zeroed memory: every set, map and count starts at 0. */
+    bp_chunk *chunk = (bp_chunk *)meta;
+    chunk->base = (uintptr_t)memory;
+    chunk->npages = npages;
+    chunk->page_shift = (uint8_t)sc->page_shift;
+    chunk->kind = BP_CHUNK_POOLED;
+    chunk->page_info = (uint32_t *)(meta + off_info);
+    chunk->arena = arena;
+    chunk->pool = pool;
+    chunk->size = pool->chunk_size;
+    chunk->map_size = pool->chunk_size;
+    chunk->avail_words = words;
+    chunk->run_map = (uint64_t *)(meta + off_run_map);
+    chunk->avail = (uint64_t *)(meta + off_avail);
+    chunk->avail_count = (uint32_t *)(meta + off_count);
+    chunk->subpages = meta + off_subpages;
+    chunk->subpage_stride = stride;
+    chunk->meta_size = meta_size;
+    chunk->free_pages = npages;
+    avail_insert(chunk, 0, npages);
+
+    if (!bp_chunk_map_register(chunk->base, chunk->size, chunk)) {
+        bp_os_unmap(&pool->os, memory, pool->chunk_size);
+        bp_os_unmap(&pool->os, meta, meta_size);
+        return NULL;
+    }
+    return chunk;
+}
+
+void bp_chunk_delete(bp_chunk *chunk)
+{
+    bp_pool *pool = chunk->pool;
+    bp_chunk_map_unregister(chunk->base, chunk->size);
+    bp_os_unmap(&pool->os, (void *)chunk->base, chunk->map_size);
+    bp_os_unmap(&pool->os, chunk, chunk->meta_size);
+}
+
+/* ---- runs ------------------------------------------------------------------------------- */
+
+static void mark_used(bp_chunk *chunk, uint32_t offset, uint32_t pages, unsigned cls,
+                      bool subpage)
+{
+    uint64_t handle = bp_handle_make(offset, pages, true, subpage, 0);
+    chunk->run_map[offset] = handle;
+    chunk->run_map[offset + pages - 1] = handle;
+    uint32_t info = bp_info_make(cls, offset, subpage);
+    if (subpage) {
+        for (uint32_t i = 0; i < pages; i++)
+            chunk->page_info[offset + i] = info;
+    } else {
+        chunk->page_info[offset] = info;
+    }
+}
+
+long bp_chunk_alloc_run(bp_chunk *chunk, unsigned cls, uint32_t align_pages, bool subpage)
+{
+    const bp_size_classes *sc = chunk_classes(chunk);
+    uint32_t pages = sc->run_pages[cls];
+    if (pages > chunk->free_pages)
+        return -1;
+    unsigned pc = bp_pages_to_page_class_ceil(sc, pages);
+    long found = align_pages == 1 ? avail_first_fit(chunk, pc)
+                                  : avail_first_fit_aligned(chunk, pc, pages, align_pages);
+    if (found < 0)
+        return -1;
+    uint32_t run = (uint32_t)found;
+    uint32_t run_pages = bp_handle_pages(chunk->run_map[run]);
+    avail_remove(chunk, run, run_pages);
+
+    uint32_t start = (run + align_pages - 1) & ~(align_pages - 1);
+    if (start > run)
+        avail_insert(chunk, run, start - run);
+    uint32_t end = start + pages;
+    if (run + run_pages > end)
+        avail_insert(chunk, end, run + run_pages - end);
+    mark_used(chunk, start, pages, cls, subpage);
+    chunk->free_pages -= pages;
+    return start;
+}
+
+void bp_chunk_free_run(bp_chunk *chunk, uint32_t offset, uint32_t pages)
+{
+    uint64_t handle = chunk->run_map[offset];
+    bp_assert(bp_handle_used(handle) && bp_handle_offset(handle) == offset &&
+              bp_handle_pages(handle) == pages);
+    if (bp_handle_subpage(handle))
+        memset(&chunk->page_info[offset], 0, pages * sizeof(uint32_t));
+    else
+        chunk->page_info[offset] = 0;
+    chunk->run_map[offset] = 0;
+    chunk->run_map[offset + pages - 1] = 0;
+    chunk->free_pages += pages;
+
+    /* Coalesce with the free run ending just before and the one starting just after. */
+    if (offset > 0) {
+        uint64_t before = chunk->run_map[offset - 1];
+        if (before != 0 && !bp_handle_used(before)) {
+            uint32_t before_offset = bp_handle_offset(before);
+            uint32_t before_pages = bp_handle_pages(before);
+            avail_remove(chunk, before_offset, before_pages);
+            offset = before_offset;
+            pages += before_pages;
+        }
+    }
+    if (offset + pages < chunk->npages) {
+        uint64_t after = chunk->run_map[offset + pages];
+        if (after != 0 && !bp_handle_used(after)) {
+            uint32_t after_pages = bp_handle_pages(after);
+            avail_remove(chunk, offset + pages, after_pages);
+            pages += after_pages;
+        }
+    }
+    avail_insert(chunk, offset, pages);
+}
+
+/* ---- invariant walker ------------------------------------------------------------------- */
+
+#define CHECK(cond, ...)                                                                           \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            bp_message("check: chunk %p: " __VA_ARGS__);                                           \
+            problems++;                                                                            \
+        }                                                                                          \
+    } while (0)
+
+int bp_chunk_check(const bp_chunk *chunk)
+{
+    const bp_size_classes *sc = chunk_classes(chunk);
+    void *at = (void *)chunk->base;
+    int problems = 0;
+    uint32_t free_pages = 0, free_runs = 0;
+    bool previous_free = false;
+
+    for (uint32_t off = 0; off < chunk->npages && problems < 16;) {
+        uint64_t h = chunk->run_map[off];
+        uint32_t pages = bp_handle_pages(h);
+        if (h == 0 || bp_handle_offset(h) != off || pages == 0 || off + pages > chunk->npages) {
+            CHECK(0, "page %u starts no run (run_map %#llx)", at, off, (unsigned long long)h);
+            break;
+        }
+        CHECK(chunk->run_map[off + pages - 1] == h, "run %u+%u: last page disagrees", at, off,
+              pages);
+        for (uint32_t i = off + 1; i + 1 < off + pages; i++)
+            CHECK(chunk->run_map[i] == 0, "run %u+%u: interior page %u in run_map", at, off,
+                  pages, i);
+        if (!bp_handle_used(h)) {
+            unsigned pc = bp_pages_to_page_class_floor(sc, pages);
+            CHECK(!previous_free, "free run %u+%u follows a free run", at, off, pages);
+            CHECK(avail_set(chunk, pc)[off >> 6] >> (off & 63) & 1,
+                  "free run %u+%u missing from its set %u", at, off, pages, pc);
+            for (uint32_t i = off; i < off + pages; i++)
+                CHECK(chunk->page_info[i] == 0, "free page %u has page_info", at, i);
+            free_pages += pages;
+            free_runs++;
+            previous_free = true;
+        } else if (bp_handle_subpage(h)) {
+            const bp_subpage *sp = bp_chunk_subpage(chunk, off);
+            CHECK(sp->chunk == chunk && sp->run_offset == off && sp->run_pages == pages,
+                  "subpage at %u does not describe its run", at, off);
+            CHECK(sc->run_pages[sp->class_index] == pages, "subpage at %u has %u pages", at,
+                  off, pages);
+            for (uint32_t i = off; i < off + pages; i++)
+                CHECK(chunk->page_info[i] == bp_info_make(sp->class_index, off, true),
+                      "subpage page %u has page_info %#x", at, i, chunk->page_info[i]);
+            problems += bp_subpage_check(sp);
+            previous_free = false;
+        } else {
+            uint32_t info = chunk->page_info[off];
+            CHECK(info != 0 && !(info & BP_INFO_SUBPAGE_BIT) && bp_info_run(info) == off &&
+                      sc->run_pages[bp_info_class(info)] == pages,
+                  "run %u+%u has page_info %#x", at, off, pages, info);
+            for (uint32_t i = off + 1; i < off + pages; i++)
+                CHECK(chunk->page_info[i] == 0, "interior page %u has page_info", at, i);
+            previous_free = false;
+        }
+        off += pages;
+    }
+    for (size_t g = 0; g < chunk->size; g += BP_MAP_GRANULE)
+        CHECK(bp_chunk_map_lookup(chunk->base + g) == chunk, "granule +%zu not mapped to it", at,
+              g);
+    CHECK(free_pages == chunk->free_pages, "free pages %u, counted %u", at, chunk->free_pages,
+          free_pages);
+    uint32_t in_sets = 0;
+    for (unsigned pc = 0; pc < sc->npage_classes; pc++) {
+        uint32_t n = 0;
+        for (uint32_t w = 0; w < chunk->avail_words; w++)
+            n += (uint32_t)__builtin_popcountll(avail_set(chunk, pc)[w]);
+        CHECK(n == chunk->avail_count[pc], "set %u holds %u runs, count says %u", at, pc, n,
+              chunk->avail_count[pc]);
+        CHECK(((chunk->avail_mask >> pc) & 1) == (n != 0), "set %u: mask bit wrong", at, pc);
+        in_sets += n;
+    }
+    CHECK(in_sets == free_runs, "%u runs in sets, %u free runs", at, in_sets, free_runs);
+    return problems;
+}
+
+bp_chunk_usage_walk bp_chunk_walk(const bp_chunk *chunk)
+{
+    const bp_size_classes *sc = chunk_classes(chunk);
+    bp_chunk_usage_walk walk = {0, 0};
+    for (uint32_t off = 0; off < chunk->npages;) {
+        uint64_t h = chunk->run_map[off];
+        uint32_t pages = bp_handle_pages(h);
+        if (pages == 0)
+            break; /* bp_chunk_check reports it */
+        if (bp_handle_used(h) && bp_handle_subpage(h)) {
+            const bp_subpage *sp = bp_chunk_subpage(chunk, off);
+            walk.active_bytes += (size_t)(sp->elem_count - sp->free_count) * sp->elem_size;
+            walk.subpages_with_free += sp->free_count > 0;
+        } else if (bp_handle_used(h)) {
+            walk.active_bytes += sc->size[bp_info_class(chunk->page_info[off])];
+        }
+        off += pages;
+    }
+    return walk;
+}

@@ -1,0 +1,471 @@
+/* internal.h — the engine's types and the prototypes shared between its files, grouped by
+ * the file that defines them. Nothing here is part of the public API. */
+#ifndef BP_INTERNAL_H
+#define BP_INTERNAL_H
+
+#include "bufpool.h"
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* ------------------------------------------------------------------------------------------
+ * Build variants and helpers
+ * ------------------------------------------------------------------------------------------ */
+#ifndef BP_CHECKED
+#define BP_CHECKED 0
+#endif
+
+#define bp_likely(x)   __builtin_expect(!!(x), 1)
+#define bp_unlikely(x) __builtin_expect(!!(x), 0)
+#define bp_noinline    __attribute__((noinline))
+#define bp_inline      static inline __attribute__((always_inline))
+#define bp_cold        __attribute__((cold, noinline))
+#define bp_hidden      __attribute__((visibility("hidden")))
+
+/* Assertions on internal state. Active in checked builds only; never allocate. */
+#if BP_CHECKED
+#define bp_assert(cond)                                                                            \
+    ((cond) ? (void)0 : bp_assert_fail(#cond, __FILE__, __LINE__, __func__))
+#else
+#define bp_assert(cond) ((void)0)
+#endif
+
+#define BP_MIN(a, b) ((a) < (b) ? (a) : (b))
+#define BP_MAX(a, b) ((a) > (b) ? (a) : (b))
+
+bp_inline unsigned bp_log2(size_t x) /* floor(log2(x)), x > 0 */
+{
+    return (unsigned)(63 - __builtin_clzll((unsigned long long)x));
+}
+bp_inline bool bp_is_pow2(size_t x)
+{
+    return x != 0 && (x & (x - 1)) == 0;
+}
+bp_inline size_t bp_align_up(size_t x, size_t align) /* align: power of two */
+{
+    return (x + align - 1) & ~(align - 1);
+}
+
+typedef struct bp_chunk bp_chunk;
+typedef struct bp_arena bp_arena;
+typedef struct bp_subpage bp_subpage;
+
+/* ------------------------------------------------------------------------------------------
+ * size_classes.c — jemalloc4 size classes as Netty's SizeClasses generates them.
+ *
+ * Sizes are rounded up to a class. The quantum is 16 B; the first group is 16, 32, 48, 64;
+ * every later group doubles the previous group's top and splits the doubling into four steps
+ * of delta = group/4 (80, 96, 112, 128, then 160, 192, 224, 256, ...). Classes run up to the
+ * chunk size: 68 classes for 8 KiB pages and 4 MiB chunks, 76 for 16 MiB chunks.
+ *
+ *   small   size < page << 2   a subpage: a run cut into equal elements (39 classes at 8 KiB)
+ *   normal  up to the chunk    a run of whole pages; every normal class is a page multiple
+ *   huge    above the chunk    a dedicated mapping, not pooled
+ *
+ * Page classes are the classes whose size is a whole number of pages (8K, 16K, 24K, 32K,
+ * 40K, ...); free runs are filed under the page class of their length (rounded down), so a
+ * run filed under page class k can serve any request of k or fewer pages.
+ *
+ * Invariants: size[] strictly increases; size[nclasses-1] == chunk size; for every size s
+ * in 0..chunk, size[bp_size_to_class(s)] is the smallest class size >= max(s,1); every
+ * small run holds run_elems * size bytes within run_pages pages, at most page/16 elements.
+ * ------------------------------------------------------------------------------------------ */
+#define BP_LOG2_QUANTUM    4
+#define BP_QUANTUM         ((size_t)1 << BP_LOG2_QUANTUM)
+#define BP_LOG2_GROUP      2 /* four classes per doubling */
+#define BP_LOG2_MAX_LOOKUP 12
+#define BP_MAX_LOOKUP      ((size_t)1 << BP_LOG2_MAX_LOOKUP) /* table lookup up to 4 KiB */
+#define BP_MAX_CLASSES     128 /* 1 GiB chunks need 100 */
+#define BP_MAX_PAGE_CLASSES 64 /* page << 14 chunks need 52 */
+#define BP_NO_PAGE_CLASS   0xff
+
+typedef struct bp_size_classes {
+    unsigned page_shift;    /* log2 of the page size */
+    unsigned chunk_shift;   /* log2 of the chunk size */
+    unsigned chunk_pages;   /* pages per chunk */
+    unsigned nclasses;      /* classes up to and including the chunk size */
+    unsigned nsmall;        /* classes 0..nsmall-1 are small (served by subpages) */
+    unsigned npage_classes; /* classes whose size is a page multiple */
+    uint32_t size[BP_MAX_CLASSES];      /* class -> size in bytes */
+    uint32_t run_pages[BP_MAX_CLASSES]; /* small: pages of one subpage run; normal: size/page */
+    uint32_t run_elems[BP_MAX_CLASSES]; /* small: elements per run; normal: 1 */
+    uint32_t div_magic[BP_MAX_CLASSES]; /* ceil(2^32 / size): offset / size as a multiply */
+    uint8_t page_class[BP_MAX_CLASSES]; /* class -> page class, or BP_NO_PAGE_CLASS */
+    uint32_t page_class_pages[BP_MAX_PAGE_CLASSES]; /* page class -> pages */
+    uint8_t page_class_to_class[BP_MAX_PAGE_CLASSES];
+    uint8_t lookup[(BP_MAX_LOOKUP >> BP_LOG2_QUANTUM) + 1]; /* (size+15)>>4 -> class */
+} bp_size_classes;
+
+/* 0, or EINVAL when page/chunk are outside what the tables can describe. */
+int bp_size_classes_init(bp_size_classes *sc, size_t page_size, size_t chunk_size);
+/* Class of a size above the lookup table, by the log2 formula. size <= chunk size. */
+unsigned bp_size_to_class_compute(const bp_size_classes *sc, size_t size);
+/* Page class of a run of `pages` pages, rounded up / down. 1 <= pages <= chunk_pages. */
+unsigned bp_pages_to_page_class_ceil(const bp_size_classes *sc, size_t pages);
+unsigned bp_pages_to_page_class_floor(const bp_size_classes *sc, size_t pages);
+
+/* size must be <= the chunk size. */
+bp_inline unsigned bp_size_to_class(const bp_size_classes *sc, size_t size)
+{
+    if (bp_likely(size <= BP_MAX_LOOKUP))
+        return sc->lookup[(size + BP_QUANTUM - 1) >> BP_LOG2_QUANTUM];
+    return bp_size_to_class_compute(sc, size);
+}
+bp_inline bool bp_class_is_small(const bp_size_classes *sc, unsigned cls)
+{
+    return cls < sc->nsmall;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * chunk.c — runs of pages inside one chunk.
+ *
+ * The handle: one 64-bit word that names a run (Netty's layout, kept bit for bit):
+ *
+ *   oooooooo ooooooos ssssssss ssssssue bbbbbbbb bbbbbbbb bbbbbbbb bbbbbbbb
+ *   o: run offset in pages (15)  s: run length in pages (15)  u: in use  e: subpage
+ *   b: element index inside a subpage (32), zero for runs
+ *
+ * The chunk's memory holds user data only. Its metadata lives in a separate mapping:
+ *
+ *   run_map[page]    the handle of the run that starts or ends at `page`, 0 elsewhere. Both
+ *                    the first and the last page of every run (free or used) carry the
+ *                    run's handle, so a run being freed finds its free neighbours in O(1)
+ *                    by looking at page-1 (a last page) and page+len (a first page).
+ *   page_info[page]  what bp_free needs from a pointer: the class (+1, 0 = no block starts
+ *                    here), the run's first page, and whether the run is a subpage. Set on
+ *                    every page of a subpage run and on the first page of a normal run;
+ *                    0 on every other page, so an interior or freed pointer is caught.
+ *   avail[pc]        free-run sets, one per page class: bit `page` is set when a free run
+ *                    filed under page class pc starts at `page`. Taking the lowest set bit
+ *                    of the lowest non-empty class >= the request is Netty's "lowest offset
+ *                    first" best fit; insertion and removal by offset are O(1), which
+ *                    coalescing needs. avail_mask has bit pc set when avail[pc] is non-empty.
+ *   subpages         one slot per page, used at the first page of each subpage run.
+ *
+ * Invariants (checked by bp_chunk_check): runs tile [0, npages); no two free runs are
+ * adjacent; a free run of n pages is in avail[floor page class of n] and nowhere else;
+ * free_pages == the sum of free run lengths; avail_count[pc] == bits set in avail[pc].
+ * ------------------------------------------------------------------------------------------ */
+#define BP_HANDLE_OFFSET_SHIFT 49
+#define BP_HANDLE_PAGES_SHIFT  34
+#define BP_HANDLE_USED_SHIFT   33
+#define BP_HANDLE_SUBPAGE_SHIFT 32
+#define BP_HANDLE_FIELD_MASK   0x7fffu
+
+bp_inline uint64_t bp_handle_make(uint32_t offset, uint32_t pages, bool used, bool subpage,
+                                  uint32_t bitmap_idx)
+{
+    return (uint64_t)offset << BP_HANDLE_OFFSET_SHIFT | (uint64_t)pages << BP_HANDLE_PAGES_SHIFT |
+           (uint64_t)used << BP_HANDLE_USED_SHIFT | (uint64_t)subpage << BP_HANDLE_SUBPAGE_SHIFT |
+           bitmap_idx;
+}
+bp_inline uint32_t bp_handle_offset(uint64_t h)
+{
+    return (uint32_t)(h >> BP_HANDLE_OFFSET_SHIFT) & BP_HANDLE_FIELD_MASK;
+}
+bp_inline uint32_t bp_handle_pages(uint64_t h)
+{
+    return (uint32_t)(h >> BP_HANDLE_PAGES_SHIFT) & BP_HANDLE_FIELD_MASK;
+}
+bp_inline bool bp_handle_used(uint64_t h)
+{
+    return (h >> BP_HANDLE_USED_SHIFT) & 1;
+}
+bp_inline bool bp_handle_subpage(uint64_t h)
+{
+    return (h >> BP_HANDLE_SUBPAGE_SHIFT) & 1;
+}
+bp_inline uint32_t bp_handle_bitmap_idx(uint64_t h)
+{
+    return (uint32_t)h;
+}
+
+/* page_info layout: bits 0-7 class+1, bits 8-23 first page of the run, bit 24 subpage. */
+#define BP_INFO_RUN_SHIFT   8
+#define BP_INFO_SUBPAGE_BIT (1u << 24)
+bp_inline uint32_t bp_info_make(unsigned cls, uint32_t run_offset, bool subpage)
+{
+    return (uint32_t)(cls + 1) | run_offset << BP_INFO_RUN_SHIFT |
+           (subpage ? BP_INFO_SUBPAGE_BIT : 0);
+}
+bp_inline unsigned bp_info_class(uint32_t info) /* only when info != 0 */
+{
+    return (info & 0xff) - 1;
+}
+bp_inline uint32_t bp_info_run(uint32_t info)
+{
+    return (info >> BP_INFO_RUN_SHIFT) & 0xffff;
+}
+
+enum bp_chunk_kind { BP_CHUNK_POOLED = 1, BP_CHUNK_HUGE = 2 };
+
+typedef struct bp_chunk_list bp_chunk_list;
+
+/* One chunk (kind POOLED) or one huge block (kind HUGE, no pages: npages == 0, so the page
+ * check in bp_free sends it to the huge path). The first fields are the ones bp_free reads. */
+struct bp_chunk {
+    uintptr_t base;       /* first byte of the memory; aligned to BP_MAP_GRANULE or more */
+    uint32_t npages;      /* pages in the chunk; 0 for a huge block */
+    uint8_t page_shift;   /* log2 of the pool's page size */
+    uint8_t kind;         /* enum bp_chunk_kind */
+    uint32_t *page_info;  /* see above; NULL for a huge block */
+    bp_arena *arena;      /* owner: every change to this chunk happens under arena->lock */
+    bp_pool *pool;
+    size_t size;          /* bytes of user memory (chunk size, or the huge block's mapping) */
+    size_t map_size;      /* bytes actually mapped for the memory (huge: may exceed size) */
+
+    /* chunk list membership (pooled) or the arena's huge list (huge) */
+    bp_chunk *prev, *next;
+    bp_chunk_list *list;
+
+    /* pooled chunks only */
+    uint32_t free_pages;
+    uint32_t avail_words;      /* 64-bit words per free-run set */
+    uint64_t avail_mask;       /* bit pc: avail[pc] non-empty */
+    uint64_t *run_map;         /* [npages] */
+    uint64_t *avail;           /* [npage_classes][avail_words] */
+    uint32_t *avail_count;     /* [npage_classes] */
+    unsigned char *subpages;   /* [npages] slots of subpage_stride bytes */
+    size_t subpage_stride;
+    size_t meta_size;          /* bytes of the metadata mapping this struct heads */
+};
+
+bp_chunk *bp_chunk_new(bp_arena *arena);
+void bp_chunk_delete(bp_chunk *chunk);
+/* Offset of a fresh used run for class `cls` (run_pages[cls] pages) whose offset is a
+ * multiple of `align_pages` (a power of two; 1 for none), or -1 when the chunk has no room.
+ * Sets the run's page_info; a subpage run still needs bp_subpage_init. */
+long bp_chunk_alloc_run(bp_chunk *chunk, unsigned cls, uint32_t align_pages, bool subpage);
+/* Returns the run at `offset` (used, `pages` long) to the free sets, merged with free
+ * neighbours. */
+void bp_chunk_free_run(bp_chunk *chunk, uint32_t offset, uint32_t pages);
+/* Number of problems found (each printed to stderr); 0 when every invariant holds. */
+int bp_chunk_check(const bp_chunk *chunk);
+/* What the chunk's runs add up to, for the arena's cross-checks. */
+typedef struct bp_chunk_usage_walk {
+    size_t active_bytes;         /* class sizes of live blocks */
+    unsigned subpages_with_free; /* subpage runs with at least one free element */
+} bp_chunk_usage_walk;
+bp_chunk_usage_walk bp_chunk_walk(const bp_chunk *chunk);
+
+bp_inline bp_subpage *bp_chunk_subpage(const bp_chunk *chunk, uint32_t run_offset)
+{
+    return (bp_subpage *)(chunk->subpages + (size_t)run_offset * chunk->subpage_stride);
+}
+bp_inline unsigned bp_chunk_usage(const bp_chunk *chunk) /* percent, as Netty rounds it */
+{
+    if (chunk->free_pages == 0)
+        return 100;
+    unsigned free_pct = (unsigned)((uint64_t)chunk->free_pages * 100 / chunk->npages);
+    return free_pct == 0 ? 99 : 100 - free_pct;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * subpage.c — one run cut into equal elements of one small class.
+ *
+ * free_bits has bit i set when element i is free (so "find a free element" is a count of
+ * trailing zeros). A subpage with free elements is linked into its arena's pool for its
+ * class; a full one is not. When its last element comes back it is released to the chunk,
+ * unless it is the only subpage of its class in the pool (kept so that a class used in
+ * bursts does not split and coalesce a run on every allocation).
+ *
+ * Invariants: free_count == popcount(free_bits); bits at or past elem_count are 0;
+ * linked (in_pool) <=> free_count > 0; every free bit below search_word is... none:
+ * words below search_word hold no free element.
+ * ------------------------------------------------------------------------------------------ */
+typedef struct bp_subpage_link {
+    bp_subpage *prev, *next;
+} bp_subpage_link;
+
+struct bp_subpage {
+    bp_subpage_link link; /* in the arena's pool for this class (circular, with a head) */
+    bp_chunk *chunk;
+    uint32_t run_offset;  /* first page of the run */
+    uint32_t run_pages;
+    uint32_t elem_size;
+    uint32_t div_magic;   /* ceil(2^32 / elem_size) */
+    uint16_t elem_count;
+    uint16_t free_count;
+    uint16_t words;       /* 64-bit words of free_bits in use */
+    uint16_t search_word; /* no free element below this word */
+    uint8_t class_index;
+    bool in_pool;
+    uint64_t free_bits[]; /* (page_size / 16 / 64) words, of which `words` are used */
+};
+
+/* Bytes of one subpage slot for a pool with this page size. */
+size_t bp_subpage_slot_size(size_t page_size);
+void bp_subpage_init(bp_subpage *sp, bp_chunk *chunk, uint32_t run_offset, unsigned cls,
+                     const bp_size_classes *sc);
+/* Element index of a newly taken element; the subpage must have a free one. */
+uint32_t bp_subpage_take(bp_subpage *sp);
+/* Element index for a pointer, or -1 when p is not the start of an element of sp. */
+long bp_subpage_index_of(const bp_subpage *sp, uintptr_t p);
+bp_inline bool bp_subpage_is_free(const bp_subpage *sp, uint32_t idx)
+{
+    return (sp->free_bits[idx >> 6] >> (idx & 63)) & 1;
+}
+void bp_subpage_give(bp_subpage *sp, uint32_t idx);
+void bp_subpage_pool_init(bp_subpage_link *head);
+void bp_subpage_pool_push(bp_subpage_link *head, bp_subpage *sp);
+void bp_subpage_pool_remove(bp_subpage *sp);
+int bp_subpage_check(const bp_subpage *sp);
+
+/* ------------------------------------------------------------------------------------------
+ * chunk_list.c — chunks grouped by usage, Netty's PoolChunkList.
+ *
+ *   list   usage band   on fuller: moves to   on emptier: moves to
+ *   qInit  [0, 25)      q000                  stays (the arena's first chunk lives here)
+ *   q000   [1, 50)      q025                  released (a chunk that empties out of q000)
+ *   q025   [25, 75)     q050                  q000
+ *   q050   [50, 100)    q075                  q025
+ *   q075   [75, 100)    q100                  q050
+ *   q100   [100]        -                     q075
+ *
+ * The bands overlap on purpose: a chunk near a boundary does not bounce between lists.
+ * Allocation tries q050, q025, q000, qInit, q075: half-used chunks first, so that memory
+ * concentrates in few chunks and the others can empty out.
+ *
+ * Invariant: every chunk in a list has min_usage <= usage < max_usage (q100: usage == 100;
+ * qInit: usage < 25), and chunk->list points at the list that holds it.
+ * ------------------------------------------------------------------------------------------ */
+enum { BP_QINIT, BP_Q000, BP_Q025, BP_Q050, BP_Q075, BP_Q100, BP_NLISTS };
+
+struct bp_chunk_list {
+    bp_chunk *head;
+    bp_chunk_list *next_list; /* fuller */
+    bp_chunk_list *prev_list; /* emptier; NULL: release the chunk; self: stay */
+    int min_usage, max_usage;
+    uint32_t max_run_pages;   /* the largest run a chunk in this list can still have free */
+    uint32_t nchunks;
+    const char *name;
+};
+
+void bp_chunk_lists_init(bp_chunk_list lists[BP_NLISTS], uint32_t chunk_pages);
+void bp_chunk_list_add(bp_chunk_list *list, bp_chunk *chunk); /* files by usage from list on */
+void bp_chunk_list_remove(bp_chunk_list *list, bp_chunk *chunk);
+/* After an allocation from `chunk`: moves it to a fuller list if its usage says so. */
+void bp_chunk_list_after_alloc(bp_chunk *chunk);
+/* After a free into `chunk`: moves it to an emptier list; returns true when the chunk left
+ * q000 empty, was unlinked, and should be released by the caller. */
+bool bp_chunk_list_after_free(bp_chunk *chunk);
+int bp_chunk_list_check(const bp_chunk_list *list);
+
+/* ------------------------------------------------------------------------------------------
+ * arena.c — one lock and everything it protects: the subpage pools, the chunk lists, the
+ * huge blocks and the counters.
+ *
+ * Invariants: under lock, small[c] holds exactly the subpages of class c with free
+ * elements, plus at most one fully free subpage per class; every chunk of the arena is in
+ * exactly one of lists[]; active_bytes == the sum of the class sizes of live blocks (huge:
+ * their mapping sizes).
+ * ------------------------------------------------------------------------------------------ */
+typedef struct bp_arena_counters {
+    uint64_t alloc_small, alloc_normal, alloc_huge;
+    uint64_t free_small, free_normal, free_huge;
+    uint64_t chunks_mapped, chunks_unmapped;
+    size_t active_bytes;   /* bytes in live blocks, at class size */
+    size_t chunk_bytes;    /* bytes of chunk memory mapped */
+    size_t huge_bytes;     /* bytes of huge blocks mapped */
+} bp_arena_counters;
+
+struct bp_arena {
+    pthread_mutex_t lock;
+    bp_pool *pool;
+    unsigned index;
+    bp_chunk_list lists[BP_NLISTS];
+    bp_chunk *huge;                       /* doubly linked through prev/next */
+    bp_chunk *desc_free;                  /* unused huge descriptors, linked through next */
+    struct desc_slab *desc_slabs;         /* mappings the descriptors are carved from */
+    bp_arena_counters counters;
+    bp_subpage_link small[BP_MAX_CLASSES]; /* pools of subpages with free elements */
+} __attribute__((aligned(64)));
+
+void bp_arena_init(bp_arena *arena, bp_pool *pool, unsigned index);
+void bp_arena_destroy(bp_arena *arena);
+void *bp_arena_alloc(bp_arena *arena, unsigned cls);
+void *bp_arena_alloc_aligned(bp_arena *arena, unsigned cls, size_t align);
+void *bp_arena_alloc_huge(bp_arena *arena, size_t size, size_t align);
+/* Frees the block at p in `chunk` (a pooled chunk, p inside it, info = its page_info). */
+void bp_arena_free(bp_arena *arena, bp_chunk *chunk, uintptr_t p, uint32_t info);
+void bp_arena_free_huge(bp_arena *arena, bp_chunk *huge);
+/* Releases the empty subpages and empty chunks the arena keeps; returns bytes unmapped. */
+size_t bp_arena_trim(bp_arena *arena);
+int bp_arena_check(bp_arena *arena);
+
+/* ------------------------------------------------------------------------------------------
+ * pool.c — a pool: its configuration, size classes, arenas and OS layer.
+ * ------------------------------------------------------------------------------------------ */
+struct bp_pool {
+    bp_config config;          /* as resolved at bp_pool_new (defaults filled in) */
+    bp_os os;                  /* copied from config.os */
+    bp_size_classes sc;
+    size_t page_size, chunk_size;
+    unsigned narenas;
+    bp_arena *arenas;          /* [narenas], inside this pool's mapping */
+    size_t map_size;           /* bytes of the mapping that holds the pool and arenas */
+    uint64_t magic;
+};
+#define BP_POOL_MAGIC 0x627566706f6f6c31ull /* "bufpool1" */
+
+/* Arena the calling thread allocates from in this pool. */
+bp_arena *bp_pool_thread_arena(bp_pool *pool);
+/* Walks every arena, chunk, run and subpage; returns the number of problems found. */
+int bp_pool_check(bp_pool *pool);
+/* Counters of all arenas added up. */
+void bp_pool_counters(bp_pool *pool, bp_arena_counters *out);
+
+/* ------------------------------------------------------------------------------------------
+ * chunk_map.c — address -> chunk, for bp_free(ptr) without a pool argument.
+ *
+ * A two-level radix map over 4 MiB granules of a 48-bit address space. Every chunk starts
+ * on a granule boundary and no granule holds two chunks (smaller chunks are mapped with
+ * granule alignment), so the granule of an address names at most one chunk; the caller
+ * checks that the address really lies inside it. A chunk registers every granule it
+ * covers; a huge block registers its first granule only (it is freed by its base address).
+ * Leaves are mapped on demand and kept for the life of the process; readers take no lock.
+ * ------------------------------------------------------------------------------------------ */
+#define BP_MAP_GRANULE_SHIFT 22
+#define BP_MAP_GRANULE       ((size_t)1 << BP_MAP_GRANULE_SHIFT)
+#define BP_MAP_LEAF_BITS     13
+#define BP_MAP_ROOT_BITS     (48 - BP_MAP_GRANULE_SHIFT - BP_MAP_LEAF_BITS)
+
+extern bp_chunk **bp_chunk_map_root[1u << BP_MAP_ROOT_BITS];
+
+/* false when a leaf could not be mapped. */
+bool bp_chunk_map_register(uintptr_t base, size_t size, bp_chunk *chunk);
+void bp_chunk_map_unregister(uintptr_t base, size_t size);
+
+bp_inline bp_chunk *bp_chunk_map_lookup(uintptr_t addr)
+{
+    bp_chunk **leaf = __atomic_load_n(
+        &bp_chunk_map_root[(addr >> (BP_MAP_GRANULE_SHIFT + BP_MAP_LEAF_BITS)) &
+                           ((1u << BP_MAP_ROOT_BITS) - 1)],
+        __ATOMIC_ACQUIRE);
+    if (bp_unlikely(leaf == NULL))
+        return NULL;
+    return __atomic_load_n(&leaf[(addr >> BP_MAP_GRANULE_SHIFT) & ((1u << BP_MAP_LEAF_BITS) - 1)],
+                           __ATOMIC_ACQUIRE);
+}
+
+/* ------------------------------------------------------------------------------------------
+ * options.c — configuration defaults and BUFPOOL_CONF parsing.
+ * ------------------------------------------------------------------------------------------ */
+void bp_config_defaults(bp_config *cfg);
+/* Applies "key:value,..." to cfg; bad items are reported (naming `source`) and skipped.
+ * Returns the number of bad items. */
+int bp_options_apply(bp_config *cfg, const char *conf, const char *source);
+
+/* ------------------------------------------------------------------------------------------
+ * os.c — mappings through a pool's bp_os table, and messages that never allocate.
+ * ------------------------------------------------------------------------------------------ */
+void *bp_os_map(const bp_os *os, size_t size, size_t align);
+void bp_os_unmap(const bp_os *os, void *addr, size_t size);
+/* printf-style message on stderr prefixed "bufpool: ", formatted on the stack. */
+void bp_message(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+_Noreturn void bp_fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+_Noreturn void bp_assert_fail(const char *cond, const char *file, int line, const char *func);
+
+#endif /* BP_INTERNAL_H */

@@ -1,0 +1,151 @@
+/* options.c — the configuration keys in one table: defaults, BUFPOOL_CONF parsing
+ * ("key:value,key:value", K/M/G suffixes) and the warnings that name a bad key or value. */
+#include "internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+enum option_kind { OPT_SIZE, OPT_UINT, OPT_INT };
+
+typedef struct option {
+    const char *name;
+    size_t offset; /* in bp_config */
+    enum option_kind kind;
+    uint64_t min, max; /* accepted range; checked again by bp_pool_new for derived rules */
+} option;
+
+#define OPT(field, kind, min, max) {#field, offsetof(bp_config, field), kind, min, max}
+
+static const option options[] = {
+    OPT(page_size, OPT_SIZE, 4096, 65536),
+    OPT(chunk_size, OPT_SIZE, 8192, (uint64_t)1 << 30),
+    OPT(arenas, OPT_UINT, 0, 4096),
+    OPT(small_cache, OPT_UINT, 0, 32768),
+    OPT(normal_cache, OPT_UINT, 0, 32768),
+    OPT(max_cached, OPT_SIZE, 0, (uint64_t)1 << 30),
+    OPT(trim_interval, OPT_UINT, 1, 1u << 30),
+    OPT(memory_limit, OPT_SIZE, 0, UINT64_MAX),
+    OPT(leak_level, OPT_INT, 0, 3),
+};
+
+void bp_config_defaults(bp_config *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    cfg->page_size = 8192;
+    cfg->chunk_size = (size_t)4 << 20;
+    cfg->arenas = 0;
+    cfg->small_cache = 256;
+    cfg->normal_cache = 64;
+    cfg->max_cached = (size_t)32 << 10;
+    cfg->trim_interval = 8192;
+    cfg->memory_limit = 0;
+    cfg->leak_level = 0;
+    cfg->os = NULL;
+}
+
+void bp_config_init(bp_config *cfg)
+{
+    bp_config_defaults(cfg);
+    const char *conf = getenv("BUFPOOL_CONF");
+    if (conf != NULL)
+        bp_options_apply(cfg, conf, "BUFPOOL_CONF");
+}
+
+/* A decimal number with an optional K, M or G suffix (powers of 1024); false on anything
+ * else, including overflow. */
+static bool parse_number(const char *s, size_t len, uint64_t *out)
+{
+    uint64_t v = 0;
+    size_t i = 0;
+    if (len == 0)
+        return false;
+    for (; i < len && s[i] >= '0' && s[i] <= '9'; i++) {
+        if (v > (UINT64_MAX - (uint64_t)(s[i] - '0')) / 10)
+            return false;
+        v = v * 10 + (uint64_t)(s[i] - '0');
+    }
+    if (i == 0)
+        return false;
+    if (i < len) {
+        unsigned shift;
+        switch (s[i]) {
+        case 'k': case 'K': shift = 10; break;
+        case 'm': case 'M': shift = 20; break;
+        case 'g': case 'G': shift = 30; break;
+        default: return false;
+        }
+        if (i + 1 != len || v > (UINT64_MAX >> shift))
+            return false;
+        v <<= shift;
+    }
+    *out = v;
+    return true;
+}
+
+static void store(bp_config *cfg, const option *opt, uint64_t v)
+{
+    char *field = (char *)cfg + opt->offset;
+    switch (opt->kind) {
+    case OPT_SIZE: *(size_t *)field = (size_t)v; break;
+    case OPT_UINT: *(unsigned *)field = (unsigned)v; break;
+    case OPT_INT: *(int *)field = (int)v; break;
+    }
+}
+
+static const option *find_option(const char *key, size_t len)
+{
+    for (size_t i = 0; i < sizeof options / sizeof options[0]; i++)
+        if (strlen(options[i].name) == len && memcmp(options[i].name, key, len) == 0)
+            return &options[i];
+    return NULL;
+}
+
+static void warn_unknown(const char *source, const char *key, size_t len)
+{
+    char names[512];
+    size_t n = 0;
+    names[0] = '\0';
+    for (size_t i = 0; i < sizeof options / sizeof options[0] && n < sizeof names; i++)
+        n += (size_t)snprintf(names + n, sizeof names - n, "%s%s", i ? ", " : "",
+                              options[i].name);
+    bp_message("%s: unknown key '%.*s' ignored (keys: %s)", source, (int)len, key, names);
+}
+
+int bp_options_apply(bp_config *cfg, const char *conf, const char *source)
+{
+    int errors = 0;
+    const char *p = conf;
+    while (*p != '\0') {
+        const char *end = strchr(p, ',');
+        size_t item_len = end ? (size_t)(end - p) : strlen(p);
+        const char *colon = memchr(p, ':', item_len);
+        if (item_len == 0) {
+            /* tolerate empty items such as a trailing comma */
+        } else if (colon == NULL) {
+            bp_message("%s: '%.*s' is not key:value, ignored", source, (int)item_len, p);
+            errors++;
+        } else {
+            size_t key_len = (size_t)(colon - p);
+            const char *value = colon + 1;
+            size_t value_len = item_len - key_len - 1;
+            const option *opt = find_option(p, key_len);
+            uint64_t v;
+            if (opt == NULL) {
+                warn_unknown(source, p, key_len);
+                errors++;
+            } else if (!parse_number(value, value_len, &v) || v < opt->min || v > opt->max) {
+                bp_message("%s: bad value '%.*s' for %s (accepted: %llu..%llu, K/M/G suffixes); "
+                           "default kept",
+                           source, (int)value_len, value, opt->name,
+                           (unsigned long long)opt->min, (unsigned long long)opt->max);
+                errors++;
+            } else {
+                store(cfg, opt, v);
+            }
+        }
+        if (end == NULL)
+            break;
+        p = end + 1;
+    }
+    return errors;
+}

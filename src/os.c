@@ -1,0 +1,112 @@
+/* os.c — the OS interface: the default bp_os table (aligned anonymous mappings, unmap,
+ * purge), the wrappers the engine maps through, and messages that never allocate. */
+#include "internal.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+/* mmap gives page alignment only: map size + align, then cut the unaligned head and the
+ * tail away. Alignments up to the OS page need no trimming. */
+static void *default_map(size_t size, size_t align, void *ctx)
+{
+    (void)ctx;
+    size_t os_page = 4096;
+    if (align <= os_page) {
+        void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        return p == MAP_FAILED ? NULL : p;
+    }
+    if (size > SIZE_MAX - align)
+        return NULL;
+    size_t span = size + align - os_page;
+    char *raw = mmap(NULL, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (raw == MAP_FAILED)
+        return NULL;
+    uintptr_t start = bp_align_up((uintptr_t)raw, align);
+    size_t head = start - (uintptr_t)raw;
+    size_t tail = span - head - size;
+    if (head)
+        munmap(raw, head);
+    if (tail)
+        munmap((char *)start + size, tail);
+    return (void *)start;
+}
+
+static void default_unmap(void *addr, size_t size, void *ctx)
+{
+    (void)ctx;
+    if (munmap(addr, size) != 0)
+        bp_fatal("munmap(%p, %zu) failed: errno %d", addr, size, errno);
+}
+
+static int default_purge(void *addr, size_t size, void *ctx)
+{
+    (void)ctx;
+    return madvise(addr, size, MADV_DONTNEED) == 0 ? 0 : errno;
+}
+
+static const bp_os default_os = {
+    .map = default_map,
+    .unmap = default_unmap,
+    .purge = default_purge,
+    .ctx = NULL,
+};
+
+const bp_os *bp_os_default(void)
+{
+    return &default_os;
+}
+
+void *bp_os_map(const bp_os *os, size_t size, size_t align)
+{
+    bp_assert(size % 4096 == 0 && bp_is_pow2(align));
+    void *p = os->map(size, align, os->ctx);
+    if (p != NULL && ((uintptr_t)p & (align - 1)) != 0)
+        bp_fatal("the OS layer returned %p for a mapping aligned to %zu", p, align);
+    return p;
+}
+
+void bp_os_unmap(const bp_os *os, void *addr, size_t size)
+{
+    os->unmap(addr, size, os->ctx);
+}
+
+static void vmessage(const char *fmt, va_list ap)
+{
+    char buf[512];
+    int n = snprintf(buf, sizeof buf, "bufpool: ");
+    int m = vsnprintf(buf + n, sizeof buf - (size_t)n - 1, fmt, ap);
+    size_t len = (size_t)n + (m < 0 ? 0 : BP_MIN((size_t)m, sizeof buf - (size_t)n - 2));
+    buf[len++] = '\n';
+    for (size_t off = 0; off < len;) {
+        ssize_t w = write(STDERR_FILENO, buf + off, len - off);
+        if (w <= 0)
+            break;
+        off += (size_t)w;
+    }
+}
+
+void bp_message(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vmessage(fmt, ap);
+    va_end(ap);
+}
+
+void bp_fatal(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vmessage(fmt, ap);
+    va_end(ap);
+    abort();
+}
+
+void bp_assert_fail(const char *cond, const char *file, int line, const char *func)
+{
+    bp_fatal("assertion failed: %s (%s:%d, %s)", cond, file, line, func);
+}

@@ -1,0 +1,165 @@
+/* pool.c — pools: configuration checks, the mapping that holds a pool and its arenas, the
+ * arena a thread allocates from, the default pool, destruction and the invariant walk. */
+#include "internal.h"
+
+#include <errno.h>
+#include <string.h>
+#include <unistd.h>
+
+/* 0, or EINVAL after a message that names the field and what it accepts. */
+static int validate(const bp_config *cfg)
+{
+    size_t page = cfg->page_size, chunk = cfg->chunk_size;
+    if (!bp_is_pow2(page) || page < 4096 || page > 65536) {
+        bp_message("bp_pool_new: page_size %zu is not a power of two in 4096..65536", page);
+        return EINVAL;
+    }
+    if (!bp_is_pow2(chunk) || chunk < page << 1 || chunk > page << 14) {
+        bp_message("bp_pool_new: chunk_size %zu is not page_size << 1..14 (%zu..%zu)", chunk,
+                   page << 1, page << 14);
+        return EINVAL;
+    }
+    if (cfg->arenas > 4096) {
+        bp_message("bp_pool_new: arenas %u is above 4096", cfg->arenas);
+        return EINVAL;
+    }
+    if (cfg->trim_interval == 0) {
+        bp_message("bp_pool_new: trim_interval must be at least 1");
+        return EINVAL;
+    }
+    if (cfg->leak_level < 0 || cfg->leak_level > 3) {
+        bp_message("bp_pool_new: leak_level %d is not in 0..3", cfg->leak_level);
+        return EINVAL;
+    }
+    return 0;
+}
+
+static unsigned default_arenas(void)
+{
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    return cpus < 1 ? 2 : (unsigned)BP_MIN(2 * cpus, 4096);
+}
+
+bp_pool *bp_pool_new(const bp_config *cfg)
+{
+    bp_config resolved;
+    if (cfg == NULL)
+        bp_config_init(&resolved);
+    else
+        resolved = *cfg;
+    int err = validate(&resolved);
+    if (err != 0) {
+        errno = err;
+        return NULL;
+    }
+    if (resolved.arenas == 0)
+        resolved.arenas = default_arenas();
+    bp_os os = resolved.os != NULL ? *resolved.os : *bp_os_default();
+
+    size_t arenas_offset = bp_align_up(sizeof(bp_pool), 64);
+    size_t map_size = bp_align_up(arenas_offset + resolved.arenas * sizeof(bp_arena), 4096);
+    bp_pool *pool = bp_os_map(&os, map_size, 4096);
+    if (pool == NULL) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    pool->config = resolved;
+    pool->os = os;
+    pool->config.os = &pool->os;
+    pool->page_size = resolved.page_size;
+    pool->chunk_size = resolved.chunk_size;
+    pool->narenas = resolved.arenas;
+    pool->arenas = (bp_arena *)((char *)pool + arenas_offset);
+    pool->map_size = map_size;
+    pool->magic = BP_POOL_MAGIC;
+    if (bp_size_classes_init(&pool->sc, pool->page_size, pool->chunk_size) != 0)
+        bp_fatal("size classes rejected a validated config"); /* validate() covers it */
+    for (unsigned i = 0; i < pool->narenas; i++)
+        bp_arena_init(&pool->arenas[i], pool, i);
+    return pool;
+}
+
+void bp_pool_destroy(bp_pool *pool)
+{
+    if (pool == NULL)
+        return;
+    if (pool->magic != BP_POOL_MAGIC)
+        bp_fatal("bp_pool_destroy(%p): not a live pool", (void *)pool);
+    for (unsigned i = 0; i < pool->narenas; i++)
+        bp_arena_destroy(&pool->arenas[i]);
+    pool->magic = 0;
+    bp_os os = pool->os;
+    bp_os_unmap(&os, pool, pool->map_size);
+}
+
+void bp_pool_config(const bp_pool *pool, bp_config *out)
+{
+    *out = pool->config;
+}
+
+static bp_pool *default_pool;
+static pthread_once_t default_once = PTHREAD_ONCE_INIT;
+
+static void create_default_pool(void)
+{
+    default_pool = bp_pool_new(NULL);
+    if (default_pool == NULL)
+        bp_fatal("cannot create the default pool (errno %d)", errno);
+}
+
+bp_pool *bp_pool_default(void)
+{
+    pthread_once(&default_once, create_default_pool);
+    return default_pool;
+}
+
+/* Until thread caches bind threads to arenas, threads are dealt out round-robin: each thread
+ * draws a number once and uses arena (number mod arenas) of every pool. */
+static unsigned thread_counter;
+static __thread unsigned thread_number; /* 0 = not drawn yet */
+
+bp_arena *bp_pool_thread_arena(bp_pool *pool)
+{
+    unsigned n = thread_number;
+    if (bp_unlikely(n == 0))
+        n = thread_number = __atomic_add_fetch(&thread_counter, 1, __ATOMIC_RELAXED);
+    return &pool->arenas[(n - 1) % pool->narenas];
+}
+
+int bp_pool_check(bp_pool *pool)
+{
+    int problems = 0;
+    for (unsigned i = 0; i < pool->narenas; i++)
+        problems += bp_arena_check(&pool->arenas[i]);
+    return problems;
+}
+
+void bp_pool_counters(bp_pool *pool, bp_arena_counters *out)
+{
+    memset(out, 0, sizeof *out);
+    for (unsigned i = 0; i < pool->narenas; i++) {
+        bp_arena *a = &pool->arenas[i];
+        pthread_mutex_lock(&a->lock);
+        const bp_arena_counters *c = &a->counters;
+        out->alloc_small += c->alloc_small;
+        out->alloc_normal += c->alloc_normal;
+        out->alloc_huge += c->alloc_huge;
+        out->free_small += c->free_small;
+        out->free_normal += c->free_normal;
+        out->free_huge += c->free_huge;
+        out->chunks_mapped += c->chunks_mapped;
+        out->chunks_unmapped += c->chunks_unmapped;
+        out->active_bytes += c->active_bytes;
+        out->chunk_bytes += c->chunk_bytes;
+        out->huge_bytes += c->huge_bytes;
+        pthread_mutex_unlock(&a->lock);
+    }
+}
+
+size_t bp_pool_trim(bp_pool *pool)
+{
+    size_t released = 0;
+    for (unsigned i = 0; i < pool->narenas; i++)
+        released += bp_arena_trim(&pool->arenas[i]);
+    return released;
+}
