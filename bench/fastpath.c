@@ -22,13 +22,19 @@ int main(int argc, char **argv)
         bp_free(warm);
     else
         free(warm);
-    for (long i = 0; i < iterations; i++) {
-        void *p = use_bp ? bp_alloc(pool, size) : malloc(size);
-        __asm__ volatile("" : : "r"(p) : "memory"); /* the block escapes: no elision */
-        if (use_bp)
+    /* The block escapes through the empty asm, so neither call can be elided. */
+    if (use_bp) {
+        for (long i = 0; i < iterations; i++) {
+            void *p = bp_alloc(pool, size);
+            __asm__ volatile("" : : "r"(p) : "memory");
             bp_free(p);
-        else
+        }
+    } else {
+        for (long i = 0; i < iterations; i++) {
+            void *p = malloc(size);
+            __asm__ volatile("" : : "r"(p) : "memory");
             free(p);
+        }
     }
     return 0;
 }

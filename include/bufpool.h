@@ -104,8 +104,24 @@ BP_API void bp_free_sized(void *p, size_t size);
 /* Bytes usable at p (at least the requested size); 0 for NULL. */
 BP_API size_t bp_usable_size(const void *p);
 
-/* Gives memory the pool does not need back to the OS; returns the number of bytes. */
+/* Gives memory the pool does not need back to the OS (after flushing the calling thread's
+ * cache for the pool); returns the number of bytes. */
 BP_API size_t bp_pool_trim(bp_pool *pool);
+
+/* ------------------------------------------------------------------------------------------
+ * Threads. Each thread keeps, per pool, a cache of freed blocks per size class that serves
+ * the next allocations without a lock. A thread's caches are flushed into the pools when it
+ * exits; blocks freed after that (from other thread-exit destructors) still work.
+ *
+ * Destroying a pool while other threads still hold caches for it is allowed once those
+ * threads have stopped using the pool: their cached entries are dropped with the pool, and
+ * each thread releases the cache's own memory the next time it allocates from any pool in
+ * the same slot, or at exit. At most 64 pools have thread caches at once; further pools
+ * work uncached (every request takes its arena's lock).
+ * ------------------------------------------------------------------------------------------ */
+
+/* Returns every block this thread's cache holds for the pool to the pool's arenas. */
+BP_API void bp_thread_flush(bp_pool *pool);
 
 #ifdef __cplusplus
 }

@@ -15,17 +15,41 @@ static void *alloc_huge(bp_pool *pool, size_t size, size_t align)
 {
     if (size > PTRDIFF_MAX)
         return fail(ENOMEM);
-    void *p = bp_arena_alloc_huge(bp_pool_thread_arena(pool), size, align);
+    void *p = bp_arena_alloc_huge(bp_thread_arena(pool), size, align);
     return p != NULL ? p : fail(ENOMEM);
 }
 
-void *bp_alloc(bp_pool *pool, size_t size)
+/* Everything the fast path does not serve: a first use, an empty bin, sizes above the lookup
+ * table, uncached classes, huge blocks. */
+static bp_noinline void *alloc_slow(bp_pool *pool, size_t size)
 {
-    if (bp_likely(size <= pool->chunk_size)) {
-        void *p = bp_arena_alloc(bp_pool_thread_arena(pool), bp_size_to_class(&pool->sc, size));
+    if (size <= pool->chunk_size) {
+        unsigned cls = bp_size_to_class(&pool->sc, size);
+        void *p = cls < pool->cache_classes ? bp_tcache_alloc_slow(pool, cls)
+                                            : bp_arena_alloc(bp_thread_arena(pool), cls);
         return bp_likely(p != NULL) ? p : fail(ENOMEM);
     }
     return alloc_huge(pool, size, 0);
+}
+
+/* The fast path: a table lookup for the class and a pop from this thread's bin, no lock, no
+ * atomic; every 'trim_interval' allocations the cache trims itself. */
+void *bp_alloc(bp_pool *pool, size_t size)
+{
+    if (bp_likely(size <= BP_MAX_LOOKUP)) {
+        unsigned cls = pool->sc.lookup[(size + BP_QUANTUM - 1) >> BP_LOG2_QUANTUM];
+        bp_tcache *tc = bp_tls_caches[pool->tc_slot];
+        bp_tcache_bin *bin = &tc->bins[1] + cls; /* bin c + 1 caches class c */
+        void **head = bin->head;
+        if (bp_likely(head != bin->empty)) {
+            bin->head = head + 1;
+            bin->hits++;
+            if (bp_unlikely(--tc->countdown == 0))
+                return bp_tcache_trim_returning(tc, *head);
+            return *head;
+        }
+    }
+    return alloc_slow(pool, size);
 }
 
 void *bp_calloc(bp_pool *pool, size_t n, size_t size)
@@ -58,7 +82,9 @@ void *bp_aligned_alloc(bp_pool *pool, size_t align, size_t size)
         cls++;
     if (cls == sc->nclasses)
         return alloc_huge(pool, size, align);
-    void *p = bp_arena_alloc_aligned(bp_pool_thread_arena(pool), cls, align);
+    if (align <= pool->page_size && cls < pool->cache_classes)
+        return alloc_slow(pool, pool->sc.size[cls]); /* any block of the class is aligned */
+    void *p = bp_arena_alloc_aligned(bp_thread_arena(pool), cls, align);
     return p != NULL ? p : fail(ENOMEM);
 }
 
@@ -66,7 +92,7 @@ void *bp_aligned_alloc(bp_pool *pool, size_t align, size_t size)
 
 typedef struct block {
     bp_chunk *chunk;
-    uint32_t info; /* page_info of the block's page; 0 for a huge block */
+    uint32_t info; /* unit_info at the block; 0 for a huge block */
 } block;
 
 bp_cold static void report_bad_pointer(const char *what, const void *p, const bp_chunk *chunk)
@@ -87,34 +113,89 @@ bp_cold static void report_bad_pointer(const char *what, const void *p, const bp
     bp_fatal("%s(%p): not the start of a live block", what, p);
 }
 
-/* The chunk and page_info of p, or a fatal report when p is no block of any pool. */
+/* The chunk and unit_info of p, or a fatal report when p is no block of any pool. */
 static block find_block(const char *what, const void *p)
 {
     uintptr_t a = (uintptr_t)p;
     bp_chunk *chunk = bp_chunk_map_lookup(a);
     if (bp_unlikely(chunk == NULL))
         report_bad_pointer(what, p, NULL);
-    uintptr_t page = (a - chunk->base) >> chunk->page_shift;
-    if (bp_likely(page < chunk->npages)) {
-        uint32_t info = chunk->page_info[page];
-        if (bp_unlikely(info == 0))
-            report_bad_pointer(what, p, chunk);
+    uint32_t info = bp_chunk_info_at(chunk, a);
+    if (bp_likely(info != 0))
         return (block){chunk, info};
-    }
     if (chunk->kind != BP_CHUNK_HUGE || a != chunk->base)
         report_bad_pointer(what, p, chunk);
     return (block){chunk, 0};
 }
 
-void bp_free(void *p)
+#if BP_CHECKED
+/* Checked builds verify every free before it can enter a cache: the pointer starts a live
+ * block (not inside one, not already free), and is not in this thread's cache already. */
+static void check_free(const char *what, void *p)
+{
+    block b = find_block(what, p);
+    if (b.info == 0)
+        return;
+    bp_chunk *chunk = b.chunk;
+    bp_arena *arena = chunk->arena;
+    uint32_t run = bp_info_run(b.info);
+    pthread_mutex_lock(&arena->lock);
+    if (b.info & BP_INFO_SUBPAGE_BIT) {
+        bp_subpage *sp = bp_chunk_subpage(chunk, run);
+        long idx = bp_subpage_index_of(sp, (uintptr_t)p);
+        if (idx < 0)
+            bp_fatal("%s(%p): not the start of a block (inside a %u-byte element)", what, p,
+                     sp->elem_size);
+        if (bp_subpage_is_free(sp, (uint32_t)idx))
+            bp_fatal("%s(%p): double free (a %u-byte block)", what, p, sp->elem_size);
+    } else if (chunk->base + ((uintptr_t)run << chunk->page_shift) != (uintptr_t)p) {
+        bp_fatal("%s(%p): not the start of a block (inside a run)", what, p);
+    }
+    pthread_mutex_unlock(&arena->lock);
+    bp_pool *pool = chunk->pool;
+    if (pool->tc_slot < BP_TCACHE_SLOTS) {
+        const bp_tcache *tc = bp_tls_caches[pool->tc_slot];
+        const bp_tcache_bin *bin = &tc->bins[bp_info_class(b.info) + 1];
+        for (void **e = bin->head; e != bin->empty; e++)
+            if (*e == p)
+                bp_fatal("%s(%p): double free (the block is in this thread's cache)", what, p);
+    }
+}
+#endif
+
+static bp_noinline void free_slow(void *p)
 {
     if (p == NULL)
         return;
     block b = find_block("bp_free", p);
-    if (b.info != 0)
-        bp_arena_free(b.chunk->arena, b.chunk, (uintptr_t)p, b.info);
-    else
+    if (b.info == 0)
         bp_arena_free_huge(b.chunk->arena, b.chunk);
+    else
+        bp_tcache_free_slow(b.chunk, p, b.info);
+}
+
+/* The fast path: the chunk map and the chunk's unit_info give the class; a push onto this
+ * thread's bin for the block's pool. A pointer without a block start (0) indexes bin 0,
+ * which always looks full. */
+void bp_free(void *p)
+{
+#if BP_CHECKED
+    if (p != NULL)
+        check_free("bp_free", p);
+#endif
+    uintptr_t a = (uintptr_t)p;
+    bp_chunk *chunk = bp_chunk_map_lookup(a);
+    if (bp_likely(chunk != NULL)) {
+        bp_tcache *tc = bp_tls_caches[chunk->tc_slot];
+        bp_tcache_bin *bin = tc->bins + (uint8_t)bp_chunk_info_at(chunk, a);
+        void **head = bin->head;
+        if (bp_likely(head != bin->full)) {
+            *--head = p;
+            bin->head = head;
+            return;
+        }
+    }
+    free_slow(p);
 }
 
 void bp_free_sized(void *p, size_t size)

@@ -59,7 +59,7 @@ void bp_arena_destroy(bp_arena *arena)
 static bp_chunk *alloc_run(bp_arena *arena, unsigned cls, uint32_t align_pages, bool subpage,
                            uint32_t *offset)
 {
-    uint32_t need = arena->pool->sc.run_pages[cls];
+    uint32_t need = bp_class_run_pages(&arena->pool->sc, cls, subpage);
     for (size_t i = 0; i < sizeof alloc_order / sizeof alloc_order[0]; i++) {
         bp_chunk_list *list = &arena->lists[alloc_order[i]];
         if (need > list->max_run_pages)
@@ -135,9 +135,26 @@ static void *alloc_normal_locked(bp_arena *arena, unsigned cls, uint32_t align_p
     return run_address(chunk, off);
 }
 
+unsigned bp_arena_alloc_batch(bp_arena *arena, unsigned cls, void **out, unsigned n)
+{
+    bool small = bp_class_is_small(&arena->pool->sc, cls);
+    unsigned got = 0;
+    pthread_mutex_lock(&arena->lock);
+    arena->counters.lock_allocs++;
+    for (; got < n; got++) {
+        void *p = small ? alloc_small_locked(arena, cls) : alloc_normal_locked(arena, cls, 1);
+        if (p == NULL)
+            break;
+        out[got] = p;
+    }
+    pthread_mutex_unlock(&arena->lock);
+    return got;
+}
+
 void *bp_arena_alloc(bp_arena *arena, unsigned cls)
 {
     pthread_mutex_lock(&arena->lock);
+    arena->counters.lock_allocs++;
     void *p = bp_class_is_small(&arena->pool->sc, cls) ? alloc_small_locked(arena, cls)
                                                          : alloc_normal_locked(arena, cls, 1);
     pthread_mutex_unlock(&arena->lock);
@@ -200,6 +217,8 @@ void *bp_arena_alloc_huge(bp_arena *arena, size_t size, size_t align)
     bp_chunk *huge = desc_take(arena);
     if (huge != NULL) {
         huge->base = (uintptr_t)memory;
+        huge->unit_info_biased = bp_zero_units - (huge->base >> BP_UNIT_SHIFT);
+        huge->tc_slot = pool->tc_slot;
         huge->kind = BP_CHUNK_HUGE;
         huge->page_shift = (uint8_t)pool->sc.page_shift;
         huge->arena = arena;
@@ -265,18 +284,47 @@ static void free_normal_locked(bp_arena *arena, bp_chunk *chunk, uintptr_t p, ui
     unsigned cls = bp_info_class(info);
     arena->counters.free_normal++;
     arena->counters.active_bytes -= arena->pool->sc.size[cls];
-    bp_chunk_free_run(chunk, off, arena->pool->sc.run_pages[cls]);
+    bp_chunk_free_run(chunk, off, bp_class_run_pages(&arena->pool->sc, cls, false));
     after_run_free(arena, chunk);
+}
+
+static void free_locked(bp_arena *arena, bp_chunk *chunk, uintptr_t p, uint32_t info)
+{
+    if (info & BP_INFO_SUBPAGE_BIT)
+        free_small_locked(arena, chunk, p, info);
+    else
+        free_normal_locked(arena, chunk, p, info);
 }
 
 void bp_arena_free(bp_arena *arena, bp_chunk *chunk, uintptr_t p, uint32_t info)
 {
     pthread_mutex_lock(&arena->lock);
-    if (info & BP_INFO_SUBPAGE_BIT)
-        free_small_locked(arena, chunk, p, info);
-    else
-        free_normal_locked(arena, chunk, p, info);
+    arena->counters.lock_frees++;
+    free_locked(arena, chunk, p, info);
     pthread_mutex_unlock(&arena->lock);
+}
+
+/* One pass per arena met: the blocks of the first remaining block's arena are freed under
+ * one lock, the others kept for the next pass. Blocks come from a thread cache, so they are
+ * live pooled blocks; a chunk released during a pass held none of the remaining blocks. */
+void bp_arena_free_batch(void **blocks, unsigned n)
+{
+    while (n > 0) {
+        bp_arena *arena = bp_chunk_map_lookup((uintptr_t)blocks[0])->arena;
+        unsigned kept = 0;
+        pthread_mutex_lock(&arena->lock);
+        arena->counters.lock_frees++;
+        for (unsigned i = 0; i < n; i++) {
+            uintptr_t p = (uintptr_t)blocks[i];
+            bp_chunk *chunk = bp_chunk_map_lookup(p);
+            if (chunk->arena == arena)
+                free_locked(arena, chunk, p, bp_chunk_info_at(chunk, p));
+            else
+                blocks[kept++] = blocks[i];
+        }
+        pthread_mutex_unlock(&arena->lock);
+        n = kept;
+    }
 }
 
 void bp_arena_free_huge(bp_arena *arena, bp_chunk *huge)

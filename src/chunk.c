@@ -85,8 +85,9 @@ bp_chunk *bp_chunk_new(bp_arena *arena)
     uint32_t words = (npages + 63) / 64;
     size_t stride = bp_subpage_slot_size(pool->page_size);
 
+    size_t units = BP_MAX(pool->chunk_size, BP_MAP_GRANULE) >> BP_UNIT_SHIFT;
     size_t off_info = bp_align_up(sizeof(bp_chunk), 64);
-    size_t off_run_map = bp_align_up(off_info + npages * sizeof(uint32_t), 8);
+    size_t off_run_map = bp_align_up(off_info + units * sizeof(uint32_t), 8);
     size_t off_avail = off_run_map + npages * sizeof(uint64_t);
     size_t off_count = off_avail + (size_t)sc->npage_classes * words * sizeof(uint64_t);
     size_t off_subpages = bp_align_up(off_count + sc->npage_classes * sizeof(uint32_t), 64);
@@ -106,7 +107,9 @@ bp_chunk *bp_chunk_new(bp_arena *arena)
     chunk->npages = npages;
     chunk->page_shift = (uint8_t)sc->page_shift;
     chunk->kind = BP_CHUNK_POOLED;
-    chunk->page_info = (uint32_t *)(meta + off_info);
+    chunk->unit_info = (uint32_t *)(meta + off_info);
+    chunk->unit_info_biased = chunk->unit_info - (chunk->base >> BP_UNIT_SHIFT);
+    chunk->tc_slot = pool->tc_slot;
     chunk->arena = arena;
     chunk->pool = pool;
     chunk->size = pool->chunk_size;
@@ -146,18 +149,20 @@ static void mark_used(bp_chunk *chunk, uint32_t offset, uint32_t pages, unsigned
     chunk->run_map[offset] = handle;
     chunk->run_map[offset + pages - 1] = handle;
     uint32_t info = bp_info_make(cls, offset, subpage);
+    unsigned unit_shift = chunk->page_shift - BP_UNIT_SHIFT;
+    uint32_t *first = &chunk->unit_info[(size_t)offset << unit_shift];
     if (subpage) {
-        for (uint32_t i = 0; i < pages; i++)
-            chunk->page_info[offset + i] = info;
+        for (size_t i = 0; i < (size_t)pages << unit_shift; i++)
+            first[i] = info;
     } else {
-        chunk->page_info[offset] = info;
+        first[0] = info;
     }
 }
 
 long bp_chunk_alloc_run(bp_chunk *chunk, unsigned cls, uint32_t align_pages, bool subpage)
 {
     const bp_size_classes *sc = chunk_classes(chunk);
-    uint32_t pages = sc->run_pages[cls];
+    uint32_t pages = bp_class_run_pages(sc, cls, subpage);
     if (pages > chunk->free_pages)
         return -1;
     unsigned pc = bp_pages_to_page_class_ceil(sc, pages);
@@ -185,10 +190,12 @@ void bp_chunk_free_run(bp_chunk *chunk, uint32_t offset, uint32_t pages)
     uint64_t handle = chunk->run_map[offset];
     bp_assert(bp_handle_used(handle) && bp_handle_offset(handle) == offset &&
               bp_handle_pages(handle) == pages);
+    unsigned unit_shift = chunk->page_shift - BP_UNIT_SHIFT;
+    uint32_t *first = &chunk->unit_info[(size_t)offset << unit_shift];
     if (bp_handle_subpage(handle))
-        memset(&chunk->page_info[offset], 0, pages * sizeof(uint32_t));
+        memset(first, 0, ((size_t)pages << unit_shift) * sizeof(uint32_t));
     else
-        chunk->page_info[offset] = 0;
+        first[0] = 0;
     chunk->run_map[offset] = 0;
     chunk->run_map[offset + pages - 1] = 0;
     chunk->free_pages += pages;
@@ -225,6 +232,23 @@ void bp_chunk_free_run(bp_chunk *chunk, uint32_t offset, uint32_t pages)
         }                                                                                          \
     } while (0)
 
+/* Every unit of pages [off, off+pages), but the first `skip`, holds `info`. */
+static bool units_equal_from(const bp_chunk *chunk, uint32_t off, uint32_t pages, size_t skip,
+                             uint32_t info)
+{
+    unsigned unit_shift = chunk->page_shift - BP_UNIT_SHIFT;
+    const uint32_t *first = &chunk->unit_info[(size_t)off << unit_shift];
+    for (size_t i = skip; i < (size_t)pages << unit_shift; i++)
+        if (first[i] != info)
+            return false;
+    return true;
+}
+
+static bool units_equal(const bp_chunk *chunk, uint32_t off, uint32_t pages, uint32_t info)
+{
+    return units_equal_from(chunk, off, pages, 0, info);
+}
+
 int bp_chunk_check(const bp_chunk *chunk)
 {
     const bp_size_classes *sc = chunk_classes(chunk);
@@ -250,8 +274,8 @@ int bp_chunk_check(const bp_chunk *chunk)
             CHECK(!previous_free, "free run %u+%u follows a free run", at, off, pages);
             CHECK(avail_set(chunk, pc)[off >> 6] >> (off & 63) & 1,
                   "free run %u+%u missing from its set %u", at, off, pages, pc);
-            for (uint32_t i = off; i < off + pages; i++)
-                CHECK(chunk->page_info[i] == 0, "free page %u has page_info", at, i);
+            CHECK(units_equal(chunk, off, pages, 0), "free run %u+%u has unit_info", at, off,
+                  pages);
             free_pages += pages;
             free_runs++;
             previous_free = true;
@@ -261,18 +285,17 @@ int bp_chunk_check(const bp_chunk *chunk)
                   "subpage at %u does not describe its run", at, off);
             CHECK(sc->run_pages[sp->class_index] == pages, "subpage at %u has %u pages", at,
                   off, pages);
-            for (uint32_t i = off; i < off + pages; i++)
-                CHECK(chunk->page_info[i] == bp_info_make(sp->class_index, off, true),
-                      "subpage page %u has page_info %#x", at, i, chunk->page_info[i]);
+            CHECK(units_equal(chunk, off, pages, bp_info_make(sp->class_index, off, true)),
+                  "subpage at %u: unit_info disagrees", at, off);
             problems += bp_subpage_check(sp);
             previous_free = false;
         } else {
-            uint32_t info = chunk->page_info[off];
+            uint32_t info = bp_chunk_page_info(chunk, off);
             CHECK(info != 0 && !(info & BP_INFO_SUBPAGE_BIT) && bp_info_run(info) == off &&
-                      sc->run_pages[bp_info_class(info)] == pages,
-                  "run %u+%u has page_info %#x", at, off, pages, info);
-            for (uint32_t i = off + 1; i < off + pages; i++)
-                CHECK(chunk->page_info[i] == 0, "interior page %u has page_info", at, i);
+                      bp_class_run_pages(sc, bp_info_class(info), false) == pages,
+                  "run %u+%u has unit_info %#x", at, off, pages, info);
+            CHECK(units_equal_from(chunk, off, pages, 1, 0),
+                  "run %u+%u: interior units have unit_info", at, off, pages);
             previous_free = false;
         }
         off += pages;
@@ -280,6 +303,9 @@ int bp_chunk_check(const bp_chunk *chunk)
     for (size_t g = 0; g < chunk->size; g += BP_MAP_GRANULE)
         CHECK(bp_chunk_map_lookup(chunk->base + g) == chunk, "granule +%zu not mapped to it", at,
               g);
+    size_t units = BP_MAX(chunk->size, BP_MAP_GRANULE) >> BP_UNIT_SHIFT;
+    for (size_t u = chunk->size >> BP_UNIT_SHIFT; u < units; u++)
+        CHECK(chunk->unit_info[u] == 0, "unit %zu past the chunk's end has unit_info", at, u);
     CHECK(free_pages == chunk->free_pages, "free pages %u, counted %u", at, chunk->free_pages,
           free_pages);
     uint32_t in_sets = 0;
@@ -310,7 +336,7 @@ bp_chunk_usage_walk bp_chunk_walk(const bp_chunk *chunk)
             walk.active_bytes += (size_t)(sp->elem_count - sp->free_count) * sp->elem_size;
             walk.subpages_with_free += sp->free_count > 0;
         } else if (bp_handle_used(h)) {
-            walk.active_bytes += sc->size[bp_info_class(chunk->page_info[off])];
+            walk.active_bytes += sc->size[bp_info_class(bp_chunk_page_info(chunk, off))];
         }
         off += pages;
     }

@@ -4,7 +4,12 @@
 
 #define LEAF_ENTRIES ((size_t)1 << BP_MAP_LEAF_BITS)
 
-bp_chunk **bp_chunk_map_root[1u << BP_MAP_ROOT_BITS];
+bp_chunk *bp_chunk_map_empty_leaf[1u << BP_MAP_LEAF_BITS];
+bp_chunk **bp_chunk_map_root[1u << BP_MAP_ROOT_BITS] = {
+    [0 ...(1u << BP_MAP_ROOT_BITS) - 1] = bp_chunk_map_empty_leaf,
+};
+
+const uint32_t bp_zero_units[BP_MAP_GRANULE >> BP_UNIT_SHIFT];
 
 /* Serialises leaf creation; entries themselves are written with atomic stores. */
 static pthread_mutex_t map_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -23,11 +28,13 @@ static bp_chunk **leaf_for(uintptr_t addr, bool create)
 {
     bp_chunk ***slot = &bp_chunk_map_root[root_index(addr)];
     bp_chunk **leaf = __atomic_load_n(slot, __ATOMIC_ACQUIRE);
-    if (leaf != NULL || !create)
+    if (leaf != bp_chunk_map_empty_leaf)
         return leaf;
+    if (!create)
+        return NULL;
     pthread_mutex_lock(&map_lock);
     leaf = *slot;
-    if (leaf == NULL) {
+    if (leaf == bp_chunk_map_empty_leaf) {
         /* Leaves are never unmapped: a reader may hold one at any time. */
         leaf = bp_os_map(bp_os_default(), LEAF_ENTRIES * sizeof(bp_chunk *), 4096);
         if (leaf != NULL)

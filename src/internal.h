@@ -48,6 +48,12 @@ bp_inline size_t bp_align_up(size_t x, size_t align) /* align: power of two */
     return (x + align - 1) & ~(align - 1);
 }
 
+/* The chunk map's granule (see chunk_map.c below): chunks start on granule boundaries. */
+#define BP_MAP_GRANULE_SHIFT 22
+#define BP_MAP_GRANULE       ((size_t)1 << BP_MAP_GRANULE_SHIFT)
+#define BP_MAP_LEAF_BITS     13
+#define BP_MAP_ROOT_BITS     (48 - BP_MAP_GRANULE_SHIFT - BP_MAP_LEAF_BITS)
+
 typedef struct bp_chunk bp_chunk;
 typedef struct bp_arena bp_arena;
 typedef struct bp_subpage bp_subpage;
@@ -117,6 +123,12 @@ bp_inline bool bp_class_is_small(const bp_size_classes *sc, unsigned cls)
 {
     return cls < sc->nsmall;
 }
+/* Pages of the run for a block of class cls: a subpage run, or (normal runs, and page-multiple
+ * small classes placed as whole runs for alignment) the class size in pages. */
+bp_inline uint32_t bp_class_run_pages(const bp_size_classes *sc, unsigned cls, bool subpage)
+{
+    return subpage ? sc->run_pages[cls] : sc->size[cls] >> sc->page_shift;
+}
 
 /* ------------------------------------------------------------------------------------------
  * chunk.c — runs of pages inside one chunk.
@@ -133,10 +145,14 @@ bp_inline bool bp_class_is_small(const bp_size_classes *sc, unsigned cls)
  *                    the first and the last page of every run (free or used) carry the
  *                    run's handle, so a run being freed finds its free neighbours in O(1)
  *                    by looking at page-1 (a last page) and page+len (a first page).
- *   page_info[page]  what bp_free needs from a pointer: the class (+1, 0 = no block starts
- *                    here), the run's first page, and whether the run is a subpage. Set on
- *                    every page of a subpage run and on the first page of a normal run;
- *                    0 on every other page, so an interior or freed pointer is caught.
+ *   unit_info[unit]  what bp_free needs from a pointer, per 4 KiB unit of the chunk (the
+ *                    smallest page size, so the fast path indexes with address >> 12 whatever
+ *                    the pool's page size): the class (+1, 0 = no block starts here), the
+ *                    run's first page, and whether the run is a subpage. Set on every unit of
+ *                    a subpage run and on the first unit of a normal run; 0 everywhere else,
+ *                    so a pointer into the middle of a run or into a free run is caught. The
+ *                    array covers a whole map granule even when the chunk is smaller, so an
+ *                    address past the chunk's end but inside its granule reads 0.
  *   avail[pc]        free-run sets, one per page class: bit `page` is set when a free run
  *                    filed under page class pc starts at `page`. Taking the lowest set bit
  *                    of the lowest non-empty class >= the request is Netty's "lowest offset
@@ -182,7 +198,8 @@ bp_inline uint32_t bp_handle_bitmap_idx(uint64_t h)
     return (uint32_t)h;
 }
 
-/* page_info layout: bits 0-7 class+1, bits 8-23 first page of the run, bit 24 subpage. */
+/* unit_info layout: bits 0-7 class+1, bits 8-23 first page of the run, bit 24 subpage. */
+#define BP_UNIT_SHIFT       12
 #define BP_INFO_RUN_SHIFT   8
 #define BP_INFO_SUBPAGE_BIT (1u << 24)
 bp_inline uint32_t bp_info_make(unsigned cls, uint32_t run_offset, bool subpage)
@@ -203,14 +220,17 @@ enum bp_chunk_kind { BP_CHUNK_POOLED = 1, BP_CHUNK_HUGE = 2 };
 
 typedef struct bp_chunk_list bp_chunk_list;
 
-/* One chunk (kind POOLED) or one huge block (kind HUGE, no pages: npages == 0, so the page
- * check in bp_free sends it to the huge path). The first fields are the ones bp_free reads. */
+/* One chunk (kind POOLED) or one huge block (kind HUGE, no pages: npages == 0 and every
+ * unit reads 0, so bp_free's fast path sends it to the huge path). The first fields are the
+ * ones bp_free reads. */
 struct bp_chunk {
-    uintptr_t base;       /* first byte of the memory; aligned to BP_MAP_GRANULE or more */
+    const uint32_t *unit_info_biased; /* unit_info - (base >> 12): index with address >> 12 */
+    uint32_t tc_slot;     /* the pool's slot in every thread's cache table */
     uint32_t npages;      /* pages in the chunk; 0 for a huge block */
+    uintptr_t base;       /* first byte of the memory; aligned to BP_MAP_GRANULE or more */
     uint8_t page_shift;   /* log2 of the pool's page size */
     uint8_t kind;         /* enum bp_chunk_kind */
-    uint32_t *page_info;  /* see above; NULL for a huge block */
+    uint32_t *unit_info;  /* see above; NULL for a huge block */
     bp_arena *arena;      /* owner: every change to this chunk happens under arena->lock */
     bp_pool *pool;
     size_t size;          /* bytes of user memory (chunk size, or the huge block's mapping) */
@@ -249,6 +269,18 @@ typedef struct bp_chunk_usage_walk {
     unsigned subpages_with_free; /* subpage runs with at least one free element */
 } bp_chunk_usage_walk;
 bp_chunk_usage_walk bp_chunk_walk(const bp_chunk *chunk);
+
+/* unit_info of the first unit of a page. */
+bp_inline uint32_t bp_chunk_page_info(const bp_chunk *chunk, uint32_t page)
+{
+    return chunk->unit_info[(size_t)page << (chunk->page_shift - BP_UNIT_SHIFT)];
+}
+bp_inline uint32_t bp_chunk_info_at(const bp_chunk *chunk, uintptr_t addr)
+{
+    return chunk->unit_info_biased[addr >> BP_UNIT_SHIFT];
+}
+/* Zeros for the units of a huge block's granule. */
+extern const uint32_t bp_zero_units[BP_MAP_GRANULE >> BP_UNIT_SHIFT];
 
 bp_inline bp_subpage *bp_chunk_subpage(const bp_chunk *chunk, uint32_t run_offset)
 {
@@ -366,6 +398,7 @@ typedef struct bp_arena_counters {
     uint64_t alloc_small, alloc_normal, alloc_huge;
     uint64_t free_small, free_normal, free_huge;
     uint64_t chunks_mapped, chunks_unmapped;
+    uint64_t lock_allocs, lock_frees; /* lock acquisitions that allocated / freed blocks */
     size_t active_bytes;   /* bytes in live blocks, at class size */
     size_t chunk_bytes;    /* bytes of chunk memory mapped */
     size_t huge_bytes;     /* bytes of huge blocks mapped */
@@ -380,12 +413,17 @@ struct bp_arena {
     bp_chunk *desc_free;                  /* unused huge descriptors, linked through next */
     struct desc_slab *desc_slabs;         /* mappings the descriptors are carved from */
     bp_arena_counters counters;
+    unsigned bound_threads;               /* thread caches bound here (registry lock) */
     bp_subpage_link small[BP_MAX_CLASSES]; /* pools of subpages with free elements */
 } __attribute__((aligned(64)));
 
 void bp_arena_init(bp_arena *arena, bp_pool *pool, unsigned index);
 void bp_arena_destroy(bp_arena *arena);
 void *bp_arena_alloc(bp_arena *arena, unsigned cls);
+/* Up to n blocks of class cls under one lock, stored to out[]; returns how many. */
+unsigned bp_arena_alloc_batch(bp_arena *arena, unsigned cls, void **out, unsigned n);
+/* Frees n blocks of any arenas of any pools, taking each arena's lock once per batch. */
+void bp_arena_free_batch(void **blocks, unsigned n);
 void *bp_arena_alloc_aligned(bp_arena *arena, unsigned cls, size_t align);
 void *bp_arena_alloc_huge(bp_arena *arena, size_t size, size_t align);
 /* Frees the block at p in `chunk` (a pooled chunk, p inside it, info = its page_info). */
@@ -396,22 +434,85 @@ size_t bp_arena_trim(bp_arena *arena);
 int bp_arena_check(bp_arena *arena);
 
 /* ------------------------------------------------------------------------------------------
+ * thread_cache.c — per thread and per pool: bounded stacks of blocks, served back without a
+ * lock or an atomic operation.
+ *
+ * One bin per class, a stack that grows down inside [full, empty):
+ *
+ *     full ............ head ............ empty        (addresses grow to the right)
+ *     |  room to push  |  cached blocks   |
+ *
+ * bp_free stores at head[-1] unless head == full; bp_alloc loads head[0] unless
+ * head == empty. The oldest entries sit next to `empty`; trim and overflow give those back.
+ *
+ * A thread reaches its cache for a pool through bp_tls_caches[pool->tc_slot]. Every slot
+ * starts at the static empty cache, whose bins have head == empty == full == NULL: alloc
+ * misses, free overflows, both land in the slow path, which sets the thread up. So the fast paths never ask "initialised?", and
+ * nothing ever writes to the shared static objects. Bin 0 stays in that state in every cache:
+ * bp_free indexes bins by class + 1 straight from unit_info, so a unit without a block (0)
+ * lands in bin 0 and goes to the slow path with no extra test.
+ *
+ * Invariants: full <= head <= empty and empty - full == capacity in every bin; an entry is
+ * a live block of the cache's pool whose class is the bin's (bin - 1); hits counts the
+ * allocations the bin served since the last trim; countdown > 0 except while trimming.
+ * ------------------------------------------------------------------------------------------ */
+#define BP_TCACHE_SLOTS 64 /* pools with thread caches at once; others run uncached */
+
+typedef struct bp_tcache_bin {
+    void **head, **empty, **full;
+    uint32_t hits;
+    uint32_t capacity;
+} bp_tcache_bin;
+
+typedef struct bp_tcache bp_tcache;
+
+struct bp_tcache {
+    int32_t countdown;     /* allocations until the next trim */
+    uint32_t nbins;        /* classes + 1 */
+    bp_pool *pool;         /* NULL once orphaned: its pool was destroyed */
+    bp_arena *arena;       /* the arena this thread is bound to in the pool */
+    bp_tcache *pool_prev, *pool_next; /* the pool's caches (registry lock) */
+    size_t map_size;
+    uint64_t trims, flushes, refills;
+    bp_tcache_bin bins[];  /* [nbins]; bin c + 1 caches class c */
+};
+
+/* This thread's cache per pool slot; the last slot never holds a real cache. */
+extern __thread bp_tcache *bp_tls_caches[BP_TCACHE_SLOTS + 1]
+    __attribute__((tls_model("initial-exec")));
+
+void *bp_tcache_alloc_slow(bp_pool *pool, unsigned cls);
+void bp_tcache_free_slow(bp_chunk *chunk, void *p, uint32_t info);
+void bp_tcache_trim(bp_tcache *tc);
+/* bp_tcache_trim, then returns p: lets bp_alloc tail-call the trim. */
+void *bp_tcache_trim_returning(bp_tcache *tc, void *p);
+/* The arena the calling thread is bound to in `pool` (binding it if needed). */
+bp_arena *bp_thread_arena(bp_pool *pool);
+/* Called by bp_pool_new / bp_pool_destroy: a slot for the pool / orphan every cache. */
+void bp_tcache_pool_created(bp_pool *pool);
+void bp_tcache_pool_destroying(bp_pool *pool);
+/* Blocks this thread's cache for `pool` holds (for tests and stats). */
+size_t bp_tcache_cached_blocks(bp_pool *pool);
+size_t bp_tcache_cached_class(bp_pool *pool, unsigned cls);
+
+/* ------------------------------------------------------------------------------------------
  * pool.c — a pool: its configuration, size classes, arenas and OS layer.
  * ------------------------------------------------------------------------------------------ */
 struct bp_pool {
+    bp_size_classes sc;        /* first: the fast path's lookup table is at a small offset */
+    uint32_t tc_slot;          /* slot in bp_thread.caches; BP_TCACHE_SLOTS = uncached */
     bp_config config;          /* as resolved at bp_pool_new (defaults filled in) */
     bp_os os;                  /* copied from config.os */
-    bp_size_classes sc;
     size_t page_size, chunk_size;
+    unsigned cache_classes;    /* classes 0..cache_classes-1 are thread-cached */
     unsigned narenas;
     bp_arena *arenas;          /* [narenas], inside this pool's mapping */
     size_t map_size;           /* bytes of the mapping that holds the pool and arenas */
+    bp_tcache *tcaches;        /* every thread's cache for this pool (registry lock) */
     uint64_t magic;
 };
 #define BP_POOL_MAGIC 0x627566706f6f6c31ull /* "bufpool1" */
 
-/* Arena the calling thread allocates from in this pool. */
-bp_arena *bp_pool_thread_arena(bp_pool *pool);
 /* Walks every arena, chunk, run and subpage; returns the number of problems found. */
 int bp_pool_check(bp_pool *pool);
 /* Counters of all arenas added up. */
@@ -426,13 +527,14 @@ void bp_pool_counters(bp_pool *pool, bp_arena_counters *out);
  * checks that the address really lies inside it. A chunk registers every granule it
  * covers; a huge block registers its first granule only (it is freed by its base address).
  * Leaves are mapped on demand and kept for the life of the process; readers take no lock.
+ * Addresses at or above 2^48 alias lower ones: the slow paths check the range, the fast path
+ * trusts callers to pass pointers that came from an allocator.
  * ------------------------------------------------------------------------------------------ */
-#define BP_MAP_GRANULE_SHIFT 22
-#define BP_MAP_GRANULE       ((size_t)1 << BP_MAP_GRANULE_SHIFT)
-#define BP_MAP_LEAF_BITS     13
-#define BP_MAP_ROOT_BITS     (48 - BP_MAP_GRANULE_SHIFT - BP_MAP_LEAF_BITS)
 
+/* Root entries never hold NULL: an unused one points at the all-NULL empty leaf, so a lookup
+ * takes no branch on the way down. */
 extern bp_chunk **bp_chunk_map_root[1u << BP_MAP_ROOT_BITS];
+extern bp_chunk *bp_chunk_map_empty_leaf[1u << BP_MAP_LEAF_BITS];
 
 /* false when a leaf could not be mapped. */
 bool bp_chunk_map_register(uintptr_t base, size_t size, bp_chunk *chunk);
@@ -444,8 +546,6 @@ bp_inline bp_chunk *bp_chunk_map_lookup(uintptr_t addr)
         &bp_chunk_map_root[(addr >> (BP_MAP_GRANULE_SHIFT + BP_MAP_LEAF_BITS)) &
                            ((1u << BP_MAP_ROOT_BITS) - 1)],
         __ATOMIC_ACQUIRE);
-    if (bp_unlikely(leaf == NULL))
-        return NULL;
     return __atomic_load_n(&leaf[(addr >> BP_MAP_GRANULE_SHIFT) & ((1u << BP_MAP_LEAF_BITS) - 1)],
                            __ATOMIC_ACQUIRE);
 }

@@ -74,8 +74,15 @@ bp_pool *bp_pool_new(const bp_config *cfg)
     pool->magic = BP_POOL_MAGIC;
     if (bp_size_classes_init(&pool->sc, pool->page_size, pool->chunk_size) != 0)
         bp_fatal("size classes rejected a validated config"); /* validate() covers it */
+    pool->cache_classes = 0;
+    while (pool->cache_classes < pool->sc.nclasses &&
+           pool->sc.size[pool->cache_classes] <= resolved.max_cached)
+        pool->cache_classes++;
+    if (pool->cache_classes < pool->sc.nsmall)
+        pool->cache_classes = pool->sc.nsmall; /* small classes are always cached */
     for (unsigned i = 0; i < pool->narenas; i++)
         bp_arena_init(&pool->arenas[i], pool, i);
+    bp_tcache_pool_created(pool);
     return pool;
 }
 
@@ -85,6 +92,7 @@ void bp_pool_destroy(bp_pool *pool)
         return;
     if (pool->magic != BP_POOL_MAGIC)
         bp_fatal("bp_pool_destroy(%p): not a live pool", (void *)pool);
+    bp_tcache_pool_destroying(pool);
     for (unsigned i = 0; i < pool->narenas; i++)
         bp_arena_destroy(&pool->arenas[i]);
     pool->magic = 0;
@@ -113,19 +121,6 @@ bp_pool *bp_pool_default(void)
     return default_pool;
 }
 
-/* Until thread caches bind threads to arenas, threads are dealt out round-robin: each thread
- * draws a number once and uses arena (number mod arenas) of every pool. */
-static unsigned thread_counter;
-static __thread unsigned thread_number; /* 0 = not drawn yet */
-
-bp_arena *bp_pool_thread_arena(bp_pool *pool)
-{
-    unsigned n = thread_number;
-    if (bp_unlikely(n == 0))
-        n = thread_number = __atomic_add_fetch(&thread_counter, 1, __ATOMIC_RELAXED);
-    return &pool->arenas[(n - 1) % pool->narenas];
-}
-
 int bp_pool_check(bp_pool *pool)
 {
     int problems = 0;
@@ -149,6 +144,8 @@ void bp_pool_counters(bp_pool *pool, bp_arena_counters *out)
         out->free_huge += c->free_huge;
         out->chunks_mapped += c->chunks_mapped;
         out->chunks_unmapped += c->chunks_unmapped;
+        out->lock_allocs += c->lock_allocs;
+        out->lock_frees += c->lock_frees;
         out->active_bytes += c->active_bytes;
         out->chunk_bytes += c->chunk_bytes;
         out->huge_bytes += c->huge_bytes;
@@ -159,6 +156,7 @@ void bp_pool_counters(bp_pool *pool, bp_arena_counters *out)
 size_t bp_pool_trim(bp_pool *pool)
 {
     size_t released = 0;
+    bp_thread_flush(pool);
     for (unsigned i = 0; i < pool->narenas; i++)
         released += bp_arena_trim(&pool->arenas[i]);
     return released;

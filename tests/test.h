@@ -33,12 +33,14 @@ static int test_checks;
     } while (0)
 #define CHECK_EQ(a, b) CHECK_OP(a, ==, b)
 
-/* Stops the test at once: for a state later checks cannot make sense of. */
+/* Stops the test at once: for a state later checks cannot make sense of. Evaluates cond
+ * once. */
 #define REQUIRE(cond)                                                                              \
     do {                                                                                           \
-        CHECK(cond);                                                                               \
+        test_checks++;                                                                             \
         if (!(cond)) {                                                                             \
-            fprintf(stderr, "stopping: the rest depends on it\n");                                 \
+            test_failures++;                                                                       \
+            fprintf(stderr, "%s:%d: REQUIRE(%s) failed; stopping\n", __FILE__, __LINE__, #cond);  \
             exit(1);                                                                               \
         }                                                                                          \
     } while (0)

@@ -72,6 +72,7 @@ static void test_too_large(void)
     CHECK(p != NULL);
     bp_free(p);
     bp_arena_counters c;
+    bp_thread_flush(pool);
     bp_pool_counters(pool, &c);
     CHECK_EQ(c.active_bytes, 0);
     CHECK_EQ(c.huge_bytes, 0);
@@ -124,6 +125,7 @@ static void test_aligned(void)
             bp_free(live[i]);
     }
     bp_arena_counters c;
+    bp_thread_flush(pool);
     bp_pool_counters(pool, &c);
     CHECK_EQ(c.active_bytes, 0);
     CHECK_EQ(bp_pool_check(pool), 0);
@@ -181,6 +183,7 @@ static void test_realloc(void)
     CHECK(q != NULL && bp_usable_size(q) == 16);
     bp_free(q);
     bp_arena_counters c;
+    bp_thread_flush(pool);
     bp_pool_counters(pool, &c);
     CHECK_EQ(c.active_bytes, 0);
     CHECK_EQ(bp_pool_check(pool), 0);

@@ -12,6 +12,7 @@ static bp_pool *new_pool(size_t page, size_t chunk)
     cfg.page_size = page;
     cfg.chunk_size = chunk;
     cfg.arenas = 1;
+    cfg.small_cache = cfg.normal_cache = 0; /* these tests watch the arena itself */
     bp_pool *pool = bp_pool_new(&cfg);
     REQUIRE(pool != NULL);
     return pool;
