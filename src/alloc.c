@@ -37,13 +37,14 @@ static bp_noinline void *alloc_slow(bp_pool *pool, size_t size)
 void *bp_alloc(bp_pool *pool, size_t size)
 {
     if (bp_likely(size <= BP_MAX_LOOKUP)) {
-        unsigned cls = pool->sc.lookup[(size + BP_QUANTUM - 1) >> BP_LOG2_QUANTUM];
-        bp_tcache *tc = bp_tls_caches[pool->tc_slot];
-        bp_tcache_bin *bin = &tc->bins[1] + cls; /* bin c + 1 caches class c */
+        uint32_t offset = pool->sc.bin_lookup[(size + BP_QUANTUM - 1) >> BP_LOG2_QUANTUM];
+        bp_tcache_bin *bins = bp_tls_bins[pool->tc_slot];
+        bp_tcache_bin *bin = bp_bin_at(bins, offset);
         void **head = bin->head;
         if (bp_likely(head != bin->empty)) {
             bin->head = head + 1;
             bin->hits++;
+            bp_tcache *tc = bp_tcache_of(bins);
             if (bp_unlikely(--tc->countdown == 0))
                 return bp_tcache_trim_returning(tc, *head);
             return *head;
@@ -154,8 +155,7 @@ static void check_free(const char *what, void *p)
     pthread_mutex_unlock(&arena->lock);
     bp_pool *pool = chunk->pool;
     if (pool->tc_slot < BP_TCACHE_SLOTS) {
-        const bp_tcache *tc = bp_tls_caches[pool->tc_slot];
-        const bp_tcache_bin *bin = &tc->bins[bp_info_class(b.info) + 1];
+        const bp_tcache_bin *bin = bp_bin_at(bp_tls_bins[pool->tc_slot], b.info & 0xffff);
         for (void **e = bin->head; e != bin->empty; e++)
             if (*e == p)
                 bp_fatal("%s(%p): double free (the block is in this thread's cache)", what, p);
@@ -186,8 +186,8 @@ void bp_free(void *p)
     uintptr_t a = (uintptr_t)p;
     bp_chunk *chunk = bp_chunk_map_lookup(a);
     if (bp_likely(chunk != NULL)) {
-        bp_tcache *tc = bp_tls_caches[chunk->tc_slot];
-        bp_tcache_bin *bin = tc->bins + (uint8_t)bp_chunk_info_at(chunk, a);
+        bp_tcache_bin *bin = bp_bin_at(bp_tls_bins[chunk->tc_slot],
+                                       (uint16_t)bp_chunk_info_at(chunk, a));
         void **head = bin->head;
         if (bp_likely(head != bin->full)) {
             *--head = p;

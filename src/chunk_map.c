@@ -1,77 +1,95 @@
-/* chunk_map.c — the process-wide address -> chunk map that lets bp_free(ptr) find the pool,
+/* chunk_map.c — the process-wide address -> chunk table that lets bp_free(ptr) find the pool,
  * arena and chunk of any block (layout and rules in internal.h). */
 #include "internal.h"
 
-#define LEAF_ENTRIES ((size_t)1 << BP_MAP_LEAF_BITS)
+#include <errno.h>
+#include <sys/mman.h>
 
-bp_chunk *bp_chunk_map_empty_leaf[1u << BP_MAP_LEAF_BITS];
-bp_chunk **bp_chunk_map_root[1u << BP_MAP_ROOT_BITS] = {
-    [0 ...(1u << BP_MAP_ROOT_BITS) - 1] = bp_chunk_map_empty_leaf,
-};
+#define TABLE_BYTES (BP_MAP_ENTRIES * sizeof(bp_chunk *))
+#define TABLE_PAGE  4096
+#define TABLE_PAGES (TABLE_BYTES / TABLE_PAGE)
+
+/* Until the table is reserved: a one-entry table, so that bp_free(NULL) finds no chunk. */
+static bp_chunk *boot_table[1];
+bp_chunk **bp_chunk_map = boot_table;
 
 const uint32_t bp_zero_units[BP_MAP_GRANULE >> BP_UNIT_SHIFT];
 
-/* Serialises leaf creation; entries themselves are written with atomic stores. */
+/* Serialises reservation and registration; entries are written with atomic stores. */
 static pthread_mutex_t map_lock = PTHREAD_MUTEX_INITIALIZER;
+static uint64_t writable[TABLE_PAGES / 64]; /* bit set: that page of the table is writable */
 
-static size_t root_index(uintptr_t addr)
+static int reserve_locked(void)
 {
-    return (addr >> (BP_MAP_GRANULE_SHIFT + BP_MAP_LEAF_BITS)) & ((1u << BP_MAP_ROOT_BITS) - 1);
-}
-
-static size_t leaf_index(uintptr_t addr)
-{
-    return (addr >> BP_MAP_GRANULE_SHIFT) & (LEAF_ENTRIES - 1);
-}
-
-static bp_chunk **leaf_for(uintptr_t addr, bool create)
-{
-    bp_chunk ***slot = &bp_chunk_map_root[root_index(addr)];
-    bp_chunk **leaf = __atomic_load_n(slot, __ATOMIC_ACQUIRE);
-    if (leaf != bp_chunk_map_empty_leaf)
-        return leaf;
-    if (!create)
-        return NULL;
-    pthread_mutex_lock(&map_lock);
-    leaf = *slot;
-    if (leaf == bp_chunk_map_empty_leaf) {
-        /* Leaves are never unmapped: a reader may hold one at any time. */
-        leaf = bp_os_map(bp_os_default(), LEAF_ENTRIES * sizeof(bp_chunk *), 4096);
-        if (leaf != NULL)
-            __atomic_store_n(slot, leaf, __ATOMIC_RELEASE);
+    if (bp_chunk_map != boot_table)
+        return 0;
+    void *table = mmap(NULL, TABLE_BYTES, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+                       -1, 0);
+    if (table == MAP_FAILED) {
+        bp_message("cannot reserve %zu MiB of address space for the chunk map (errno %d)",
+                   TABLE_BYTES >> 20, errno);
+        return ENOMEM;
     }
+    __atomic_store_n(&bp_chunk_map, (bp_chunk **)table, __ATOMIC_RELEASE);
+    return 0;
+}
+
+int bp_chunk_map_init(void)
+{
+    pthread_mutex_lock(&map_lock);
+    int err = reserve_locked();
     pthread_mutex_unlock(&map_lock);
-    return leaf;
+    return err;
+}
+
+/* Reserved when the library loads, so that every later bp_free indexes the real table. */
+__attribute__((constructor)) static void chunk_map_at_load(void)
+{
+    bp_chunk_map_init();
+}
+
+static size_t entry_index(uintptr_t addr)
+{
+    return (addr >> BP_MAP_GRANULE_SHIFT) & (BP_MAP_ENTRIES - 1);
+}
+
+static bool make_writable_locked(size_t entry)
+{
+    size_t page = entry * sizeof(bp_chunk *) / TABLE_PAGE;
+    if (writable[page / 64] >> (page % 64) & 1)
+        return true;
+    if (mprotect((char *)bp_chunk_map + page * TABLE_PAGE, TABLE_PAGE, PROT_READ | PROT_WRITE) != 0)
+        return false;
+    writable[page / 64] |= (uint64_t)1 << (page % 64);
+    return true;
 }
 
 bool bp_chunk_map_register(uintptr_t base, size_t size, bp_chunk *chunk)
 {
     bp_assert((base & (BP_MAP_GRANULE - 1)) == 0);
-    if ((uint64_t)base >> 48 != 0) {
-        bp_message("mapping at %p lies above the 48-bit address space the chunk map covers",
-                   (void *)base);
+    if ((uint64_t)base + size > (uint64_t)1 << BP_MAP_ADDRESS_BITS) {
+        bp_message("mapping at %p lies above the %d-bit address space the chunk map covers",
+                   (void *)base, BP_MAP_ADDRESS_BITS);
         return false;
     }
     size_t granules = (size + BP_MAP_GRANULE - 1) >> BP_MAP_GRANULE_SHIFT;
-    for (size_t i = 0; i < granules; i++) {
-        uintptr_t addr = base + (i << BP_MAP_GRANULE_SHIFT);
-        bp_chunk **leaf = leaf_for(addr, true);
-        if (leaf == NULL) {
-            bp_chunk_map_unregister(base, i << BP_MAP_GRANULE_SHIFT);
-            return false;
-        }
-        __atomic_store_n(&leaf[leaf_index(addr)], chunk, __ATOMIC_RELEASE);
-    }
-    return true;
+    bool ok = true;
+    pthread_mutex_lock(&map_lock);
+    if (reserve_locked() != 0)
+        ok = false;
+    for (size_t i = 0; ok && i < granules; i++)
+        ok = make_writable_locked(entry_index(base) + i);
+    for (size_t i = 0; ok && i < granules; i++)
+        __atomic_store_n(&bp_chunk_map[entry_index(base) + i], chunk, __ATOMIC_RELEASE);
+    pthread_mutex_unlock(&map_lock);
+    return ok;
 }
 
 void bp_chunk_map_unregister(uintptr_t base, size_t size)
 {
     size_t granules = (size + BP_MAP_GRANULE - 1) >> BP_MAP_GRANULE_SHIFT;
-    for (size_t i = 0; i < granules; i++) {
-        uintptr_t addr = base + (i << BP_MAP_GRANULE_SHIFT);
-        bp_chunk **leaf = leaf_for(addr, false);
-        if (leaf != NULL)
-            __atomic_store_n(&leaf[leaf_index(addr)], NULL, __ATOMIC_RELEASE);
-    }
+    pthread_mutex_lock(&map_lock);
+    for (size_t i = 0; i < granules; i++)
+        __atomic_store_n(&bp_chunk_map[entry_index(base) + i], NULL, __ATOMIC_RELEASE);
+    pthread_mutex_unlock(&map_lock);
 }

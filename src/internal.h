@@ -51,8 +51,8 @@ bp_inline size_t bp_align_up(size_t x, size_t align) /* align: power of two */
 /* The chunk map's granule (see chunk_map.c below): chunks start on granule boundaries. */
 #define BP_MAP_GRANULE_SHIFT 22
 #define BP_MAP_GRANULE       ((size_t)1 << BP_MAP_GRANULE_SHIFT)
-#define BP_MAP_LEAF_BITS     13
-#define BP_MAP_ROOT_BITS     (48 - BP_MAP_GRANULE_SHIFT - BP_MAP_LEAF_BITS)
+#define BP_MAP_ADDRESS_BITS  47 /* the user address space of x86-64 and arm64 Linux */
+#define BP_MAP_ENTRIES       ((size_t)1 << (BP_MAP_ADDRESS_BITS - BP_MAP_GRANULE_SHIFT))
 
 typedef struct bp_chunk bp_chunk;
 typedef struct bp_arena bp_arena;
@@ -102,6 +102,7 @@ typedef struct bp_size_classes {
     uint32_t page_class_pages[BP_MAX_PAGE_CLASSES]; /* page class -> pages */
     uint8_t page_class_to_class[BP_MAX_PAGE_CLASSES];
     uint8_t lookup[(BP_MAX_LOOKUP >> BP_LOG2_QUANTUM) + 1]; /* (size+15)>>4 -> class */
+    uint16_t bin_lookup[(BP_MAX_LOOKUP >> BP_LOG2_QUANTUM) + 1]; /* -> bp_bin_offset(class) */
 } bp_size_classes;
 
 /* 0, or EINVAL when page/chunk are outside what the tables can describe. */
@@ -198,22 +199,32 @@ bp_inline uint32_t bp_handle_bitmap_idx(uint64_t h)
     return (uint32_t)h;
 }
 
-/* unit_info layout: bits 0-7 class+1, bits 8-23 first page of the run, bit 24 subpage. */
+/* unit_info layout, chosen so that bp_free reaches the thread-cache bin with one add:
+ *   bits 0-15   (class + 1) * BP_BIN_SIZE: the byte offset of the class's bin in a cache's
+ *               bin array (0: no block starts here; bin 0 always looks full)
+ *   bits 16-30  first page of the run
+ *   bit  31     the run is a subpage */
 #define BP_UNIT_SHIFT       12
-#define BP_INFO_RUN_SHIFT   8
-#define BP_INFO_SUBPAGE_BIT (1u << 24)
+#define BP_BIN_SHIFT        5 /* sizeof(bp_tcache_bin) == 32 */
+#define BP_BIN_SIZE         (1u << BP_BIN_SHIFT)
+#define BP_INFO_RUN_SHIFT   16
+#define BP_INFO_SUBPAGE_BIT (1u << 31)
+bp_inline uint32_t bp_bin_offset(unsigned cls)
+{
+    return (cls + 1) << BP_BIN_SHIFT;
+}
 bp_inline uint32_t bp_info_make(unsigned cls, uint32_t run_offset, bool subpage)
 {
-    return (uint32_t)(cls + 1) | run_offset << BP_INFO_RUN_SHIFT |
+    return bp_bin_offset(cls) | run_offset << BP_INFO_RUN_SHIFT |
            (subpage ? BP_INFO_SUBPAGE_BIT : 0);
 }
 bp_inline unsigned bp_info_class(uint32_t info) /* only when info != 0 */
 {
-    return (info & 0xff) - 1;
+    return ((info & 0xffff) >> BP_BIN_SHIFT) - 1;
 }
 bp_inline uint32_t bp_info_run(uint32_t info)
 {
-    return (info >> BP_INFO_RUN_SHIFT) & 0xffff;
+    return (info >> BP_INFO_RUN_SHIFT) & 0x7fff;
 }
 
 enum bp_chunk_kind { BP_CHUNK_POOLED = 1, BP_CHUNK_HUGE = 2 };
@@ -445,7 +456,7 @@ int bp_arena_check(bp_arena *arena);
  * bp_free stores at head[-1] unless head == full; bp_alloc loads head[0] unless
  * head == empty. The oldest entries sit next to `empty`; trim and overflow give those back.
  *
- * A thread reaches its cache for a pool through bp_tls_caches[pool->tc_slot]. Every slot
+ * A thread reaches its cache for a pool through bp_tls_bins[pool->tc_slot]. Every slot
  * starts at the static empty cache, whose bins have head == empty == full == NULL: alloc
  * misses, free overflows, both land in the slow path, which sets the thread up. So the fast paths never ask "initialised?", and
  * nothing ever writes to the shared static objects. Bin 0 stays in that state in every cache:
@@ -474,12 +485,23 @@ struct bp_tcache {
     bp_tcache *pool_prev, *pool_next; /* the pool's caches (registry lock) */
     size_t map_size;
     uint64_t trims, flushes, refills;
-    bp_tcache_bin bins[];  /* [nbins]; bin c + 1 caches class c */
+    bp_tcache_bin bins[];  /* [nbins]; bin c + 1 caches class c; bin 0 always looks full */
 };
+_Static_assert(sizeof(bp_tcache_bin) == BP_BIN_SIZE, "unit_info encodes bin offsets");
 
-/* This thread's cache per pool slot; the last slot never holds a real cache. */
-extern __thread bp_tcache *bp_tls_caches[BP_TCACHE_SLOTS + 1]
+/* This thread's bins per pool slot (a cache's `bins`); the last slot never holds a real
+ * cache. The fast paths add a byte offset (bp_bin_offset) to reach a bin. */
+extern __thread bp_tcache_bin *bp_tls_bins[BP_TCACHE_SLOTS + 1]
     __attribute__((tls_model("initial-exec")));
+
+bp_inline bp_tcache *bp_tcache_of(bp_tcache_bin *bins)
+{
+    return (bp_tcache *)((char *)bins - offsetof(bp_tcache, bins));
+}
+bp_inline bp_tcache_bin *bp_bin_at(bp_tcache_bin *bins, uint32_t offset)
+{
+    return (bp_tcache_bin *)((char *)bins + offset);
+}
 
 void *bp_tcache_alloc_slow(bp_pool *pool, unsigned cls);
 void bp_tcache_free_slow(bp_chunk *chunk, void *p, uint32_t info);
@@ -521,32 +543,30 @@ void bp_pool_counters(bp_pool *pool, bp_arena_counters *out);
 /* ------------------------------------------------------------------------------------------
  * chunk_map.c — address -> chunk, for bp_free(ptr) without a pool argument.
  *
- * A two-level radix map over 4 MiB granules of a 48-bit address space. Every chunk starts
- * on a granule boundary and no granule holds two chunks (smaller chunks are mapped with
- * granule alignment), so the granule of an address names at most one chunk; the caller
- * checks that the address really lies inside it. A chunk registers every granule it
+ * One flat table with an entry per 4 MiB granule of the 47-bit user address space (2^25
+ * entries, 256 MiB of address space). It is reserved read-only, so it costs neither memory
+ * nor commit charge: untouched pages read as zeros (no chunk), and a page is made writable
+ * the first time a chunk registers in it (each page covers 2 GiB of addresses). Lookups are
+ * one shift, one mask and one load, with no branch on the way.
+ *
+ * Every chunk starts on a granule boundary and no granule holds two chunks (smaller chunks
+ * are mapped with granule alignment), so the granule of an address names at most one chunk;
+ * the slow paths check that the address lies inside it. A chunk registers every granule it
  * covers; a huge block registers its first granule only (it is freed by its base address).
- * Leaves are mapped on demand and kept for the life of the process; readers take no lock.
- * Addresses at or above 2^48 alias lower ones: the slow paths check the range, the fast path
- * trusts callers to pass pointers that came from an allocator.
+ * Readers take no lock. Before the table is reserved (at load, or at the first pool), the
+ * pointer names a one-entry table that answers "no chunk" for NULL.
  * ------------------------------------------------------------------------------------------ */
+extern bp_chunk **bp_chunk_map;
 
-/* Root entries never hold NULL: an unused one points at the all-NULL empty leaf, so a lookup
- * takes no branch on the way down. */
-extern bp_chunk **bp_chunk_map_root[1u << BP_MAP_ROOT_BITS];
-extern bp_chunk *bp_chunk_map_empty_leaf[1u << BP_MAP_LEAF_BITS];
-
-/* false when a leaf could not be mapped. */
+/* 0, or ENOMEM when the table cannot be reserved or a page of it made writable. */
+int bp_chunk_map_init(void);
+/* false when the table cannot take the entries (see bp_chunk_map_init). */
 bool bp_chunk_map_register(uintptr_t base, size_t size, bp_chunk *chunk);
 void bp_chunk_map_unregister(uintptr_t base, size_t size);
 
 bp_inline bp_chunk *bp_chunk_map_lookup(uintptr_t addr)
 {
-    bp_chunk **leaf = __atomic_load_n(
-        &bp_chunk_map_root[(addr >> (BP_MAP_GRANULE_SHIFT + BP_MAP_LEAF_BITS)) &
-                           ((1u << BP_MAP_ROOT_BITS) - 1)],
-        __ATOMIC_ACQUIRE);
-    return __atomic_load_n(&leaf[(addr >> BP_MAP_GRANULE_SHIFT) & ((1u << BP_MAP_LEAF_BITS) - 1)],
+    return __atomic_load_n(&bp_chunk_map[(addr >> BP_MAP_GRANULE_SHIFT) & (BP_MAP_ENTRIES - 1)],
                            __ATOMIC_ACQUIRE);
 }
 

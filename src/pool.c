@@ -54,6 +54,10 @@ bp_pool *bp_pool_new(const bp_config *cfg)
     }
     if (resolved.arenas == 0)
         resolved.arenas = default_arenas();
+    if (bp_chunk_map_init() != 0) {
+        errno = ENOMEM;
+        return NULL;
+    }
     bp_os os = resolved.os != NULL ? *resolved.os : *bp_os_default();
 
     size_t arenas_offset = bp_align_up(sizeof(bp_pool), 64);

@@ -85,6 +85,7 @@ done:
         while (sc->size[cls] < size)
             cls++;
         sc->lookup[i] = (uint8_t)cls;
+        sc->bin_lookup[i] = (uint16_t)bp_bin_offset(cls);
     }
     return 0;
 }

@@ -14,7 +14,19 @@ static union {
 } empty_storage;
 #define EMPTY_CACHE (&empty_storage.tc)
 
-__thread bp_tcache *bp_tls_caches[BP_TCACHE_SLOTS + 1] = {[0 ... BP_TCACHE_SLOTS] = EMPTY_CACHE};
+__thread bp_tcache_bin *bp_tls_bins[BP_TCACHE_SLOTS + 1] = {
+    [0 ... BP_TCACHE_SLOTS] = empty_storage.tc.bins,
+};
+
+static bp_tcache *slot_cache(unsigned slot)
+{
+    return bp_tcache_of(bp_tls_bins[slot]);
+}
+
+static void set_slot_cache(unsigned slot, bp_tcache *tc)
+{
+    bp_tls_bins[slot] = tc->bins;
+}
 
 /* NEW: no cache yet; LIVE: caches are created on demand and flushed at exit; DEAD: the thread
  * is exiting (or could not register for exit) and runs uncached. */
@@ -155,17 +167,17 @@ static bp_tcache *tcache_get(bp_pool *pool)
 {
     if (pool->tc_slot >= BP_TCACHE_SLOTS || !thread_live())
         return NULL;
-    bp_tcache *tc = bp_tls_caches[pool->tc_slot];
+    bp_tcache *tc = slot_cache(pool->tc_slot);
     if (bp_likely(tc != EMPTY_CACHE)) {
         if (bp_likely(tc->pool == pool))
             return tc;
         /* an orphan left by a destroyed pool that had this slot before */
-        bp_tls_caches[pool->tc_slot] = EMPTY_CACHE;
+        set_slot_cache(pool->tc_slot, EMPTY_CACHE);
         bp_os_unmap(bp_os_default(), tc, tc->map_size);
     }
     tc = tcache_new(pool);
     if (tc != NULL)
-        bp_tls_caches[pool->tc_slot] = tc;
+        set_slot_cache(pool->tc_slot, tc);
     return tc;
 }
 
@@ -288,10 +300,10 @@ static void thread_exit(void *arg)
     (void)arg;
     thread_state = THREAD_DEAD;
     for (unsigned slot = 0; slot < BP_TCACHE_SLOTS; slot++) {
-        bp_tcache *tc = bp_tls_caches[slot];
+        bp_tcache *tc = slot_cache(slot);
         if (tc == EMPTY_CACHE)
             continue;
-        bp_tls_caches[slot] = EMPTY_CACHE;
+        set_slot_cache(slot, EMPTY_CACHE);
         pthread_mutex_lock(&registry_lock);
         if (tc->pool != NULL) {
             tcache_flush_all(tc);
@@ -306,7 +318,7 @@ void bp_thread_flush(bp_pool *pool)
 {
     if (pool->tc_slot >= BP_TCACHE_SLOTS)
         return;
-    bp_tcache *tc = bp_tls_caches[pool->tc_slot];
+    bp_tcache *tc = slot_cache(pool->tc_slot);
     if (tc != EMPTY_CACHE && tc->pool == pool)
         tcache_flush_all(tc);
 }
@@ -315,7 +327,7 @@ static const bp_tcache *live_cache(bp_pool *pool)
 {
     if (pool->tc_slot >= BP_TCACHE_SLOTS)
         return NULL;
-    const bp_tcache *tc = bp_tls_caches[pool->tc_slot];
+    const bp_tcache *tc = slot_cache(pool->tc_slot);
     return tc == EMPTY_CACHE || tc->pool != pool ? NULL : tc;
 }
 
