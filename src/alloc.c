@@ -32,23 +32,28 @@ static bp_noinline void *alloc_slow(bp_pool *pool, size_t size)
     return alloc_huge(pool, size, 0);
 }
 
-/* The fast path: a table lookup for the class and a pop from this thread's bin, no lock, no
- * atomic; every 'trim_interval' allocations the cache trims itself. */
+/* The fast path: the class's bin offset (a table lookup up to 4 KiB, the size formula up to
+ * max_cached) and a pop from this thread's bin, no lock, no atomic; every trim_interval
+ * allocations the cache trims itself. */
 void *bp_alloc(bp_pool *pool, size_t size)
 {
-    if (bp_likely(size <= BP_MAX_LOOKUP)) {
-        uint32_t offset = pool->sc.bin_lookup[(size + BP_QUANTUM - 1) >> BP_LOG2_QUANTUM];
-        bp_tcache_bin *bins = bp_tls_bins[pool->tc_slot];
-        bp_tcache_bin *bin = bp_bin_at(bins, offset);
-        void **head = bin->head;
-        if (bp_likely(head != bin->empty)) {
-            bin->head = head + 1;
-            bin->hits++;
-            bp_tcache *tc = bp_tcache_of(bins);
-            if (bp_unlikely(--tc->countdown == 0))
-                return bp_tcache_trim_returning(tc, *head);
-            return *head;
-        }
+    bp_tcache_bin *bins = bp_tls_bins[pool->tc_slot];
+    uint32_t offset;
+    if (bp_likely(size <= BP_MAX_LOOKUP))
+        offset = pool->sc.bin_lookup[(size + BP_QUANTUM - 1) >> BP_LOG2_QUANTUM];
+    else if (size <= pool->max_cached_size)
+        offset = bp_bin_offset(bp_size_to_class_compute(&pool->sc, size));
+    else
+        return alloc_slow(pool, size);
+    bp_tcache_bin *bin = bp_bin_at(bins, offset);
+    void **head = bin->head;
+    if (bp_likely(head != bin->empty)) {
+        bin->head = head + 1;
+        bin->hits++;
+        bp_tcache *tc = bp_tcache_of(bins);
+        if (bp_unlikely(--tc->countdown == 0))
+            return bp_tcache_trim_returning(tc, *head);
+        return *head;
     }
     return alloc_slow(pool, size);
 }

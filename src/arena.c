@@ -304,26 +304,100 @@ void bp_arena_free(bp_arena *arena, bp_chunk *chunk, uintptr_t p, uint32_t info)
     pthread_mutex_unlock(&arena->lock);
 }
 
-/* One pass per arena met: the blocks of the first remaining block's arena are freed under
- * one lock, the others kept for the next pass. Blocks come from a thread cache, so they are
- * live pooled blocks; a chunk released during a pass held none of the remaining blocks. */
-void bp_arena_free_batch(void **blocks, unsigned n)
+/* ---- transfer caches -------------------------------------------------------------------- */
+
+/* Blocks a thread cache overflowed with wait in their arena's transfer cache for the class
+ * (a lock-free stack linked through the blocks' first word) until a thread bound to that
+ * arena refills its bin from it: the common server pattern (one thread allocates, another
+ * frees) then moves blocks between threads with two atomic operations per batch and no
+ * bitmap work. The stack is bounded by `limit`; past it, blocks go to the bitmaps. */
+static bool transfer_push(bp_transfer *t, void **blocks, unsigned n, uint32_t limit)
+{
+    if (__atomic_load_n(&t->count, __ATOMIC_RELAXED) + n > limit)
+        return false;
+    for (unsigned i = 0; i + 1 < n; i++)
+        *(void **)blocks[i] = blocks[i + 1];
+    void *head = __atomic_load_n(&t->head, __ATOMIC_RELAXED);
+    do {
+        *(void **)blocks[n - 1] = head;
+    } while (!__atomic_compare_exchange_n(&t->head, &head, blocks[0], true, __ATOMIC_RELEASE,
+                                          __ATOMIC_RELAXED));
+    __atomic_add_fetch(&t->count, n, __ATOMIC_RELAXED);
+    return true;
+}
+
+unsigned bp_arena_transfer_take(bp_arena *arena, unsigned cls, void **out, unsigned max)
+{
+    bp_transfer *t = &arena->transfer[cls];
+    if (__atomic_load_n(&t->head, __ATOMIC_RELAXED) == NULL)
+        return 0;
+    void *list = __atomic_exchange_n(&t->head, NULL, __ATOMIC_ACQUIRE);
+    __atomic_store_n(&t->count, 0, __ATOMIC_RELAXED); /* a racing push may be undercounted */
+    unsigned n = 0;
+    while (list != NULL && n < max) {
+        out[n++] = list;
+        list = *(void **)list;
+    }
+    if (list != NULL) { /* more than fits: the rest go to the bitmaps */
+        void *rest[256];
+        unsigned k = 0;
+        while (list != NULL) {
+            rest[k++] = list;
+            list = *(void **)list;
+            if (k == 256 || list == NULL) {
+                bp_arena_free_batch(rest, k, false);
+                k = 0;
+            }
+        }
+    }
+    return n;
+}
+
+static void free_to_bitmaps(bp_arena *arena, void **blocks, unsigned n)
+{
+    pthread_mutex_lock(&arena->lock);
+    arena->counters.lock_frees++;
+    for (unsigned i = 0; i < n; i++) {
+        uintptr_t p = (uintptr_t)blocks[i];
+        bp_chunk *chunk = bp_chunk_map_lookup(p);
+        free_locked(arena, chunk, p, bp_chunk_info_at(chunk, p));
+    }
+    pthread_mutex_unlock(&arena->lock);
+}
+
+/* One pass per arena met: the blocks of the first remaining block's arena are moved to the
+ * front, then go to its transfer cache (when asked and there is room) or to its bitmaps under
+ * one lock. Blocks come from a thread cache: live pooled blocks of one class. */
+void bp_arena_free_batch(void **blocks, unsigned n, bool transfer)
 {
     while (n > 0) {
-        bp_arena *arena = bp_chunk_map_lookup((uintptr_t)blocks[0])->arena;
-        unsigned kept = 0;
-        pthread_mutex_lock(&arena->lock);
-        arena->counters.lock_frees++;
+        bp_chunk *first = bp_chunk_map_lookup((uintptr_t)blocks[0]);
+        bp_arena *arena = first->arena;
+        unsigned mine = 0;
         for (unsigned i = 0; i < n; i++) {
-            uintptr_t p = (uintptr_t)blocks[i];
-            bp_chunk *chunk = bp_chunk_map_lookup(p);
-            if (chunk->arena == arena)
-                free_locked(arena, chunk, p, bp_chunk_info_at(chunk, p));
-            else
-                blocks[kept++] = blocks[i];
+            if (bp_chunk_map_lookup((uintptr_t)blocks[i])->arena == arena) {
+                void *b = blocks[mine];
+                blocks[mine++] = blocks[i];
+                blocks[i] = b;
+            }
         }
-        pthread_mutex_unlock(&arena->lock);
-        n = kept;
+        unsigned cls = bp_info_class(bp_chunk_info_at(first, (uintptr_t)blocks[0]));
+        if (!transfer ||
+            !transfer_push(&arena->transfer[cls], blocks, mine, arena->pool->transfer_limit[cls]))
+            free_to_bitmaps(arena, blocks, mine);
+        blocks += mine;
+        n -= mine;
+    }
+}
+
+/* Under no lock: every transfer cache of the arena back to the bitmaps. */
+void bp_arena_drain_transfers(bp_arena *arena)
+{
+    void *blocks[256];
+    for (unsigned cls = 0; cls < arena->pool->cache_classes; cls++) {
+        unsigned n;
+        while ((n = bp_arena_transfer_take(arena, cls, blocks, 256)) > 0)
+            free_to_bitmaps(arena, blocks, n);
     }
 }
 

@@ -107,8 +107,22 @@ typedef struct bp_size_classes {
 
 /* 0, or EINVAL when page/chunk are outside what the tables can describe. */
 int bp_size_classes_init(bp_size_classes *sc, size_t page_size, size_t chunk_size);
-/* Class of a size above the lookup table, by the log2 formula. size <= chunk size. */
-unsigned bp_size_to_class_compute(const bp_size_classes *sc, size_t size);
+/* Class of a size by the log2 formula (any size <= the chunk size). */
+bp_inline unsigned bp_size_to_class_compute(const bp_size_classes *sc, size_t size)
+{
+    (void)sc;
+    if (size <= BP_QUANTUM)
+        return 0;
+    /* Netty's size2SizeIdx: the doubling that holds size - 1 gives the group, the top bits
+     * below it the step inside the group. */
+    unsigned x = bp_log2((size << 1) - 1);
+    unsigned shift = x < BP_LOG2_GROUP + BP_LOG2_QUANTUM + 1 ? 0
+                                                              : x - (BP_LOG2_GROUP + BP_LOG2_QUANTUM);
+    unsigned log2_delta = x < BP_LOG2_GROUP + BP_LOG2_QUANTUM + 1 ? BP_LOG2_QUANTUM
+                                                                  : x - BP_LOG2_GROUP - 1;
+    unsigned mod = (unsigned)((size - 1) >> log2_delta) & ((1u << BP_LOG2_GROUP) - 1);
+    return (shift << BP_LOG2_GROUP) + mod;
+}
 /* Page class of a run of `pages` pages, rounded up / down. 1 <= pages <= chunk_pages. */
 unsigned bp_pages_to_page_class_ceil(const bp_size_classes *sc, size_t pages);
 unsigned bp_pages_to_page_class_floor(const bp_size_classes *sc, size_t pages);
@@ -402,8 +416,9 @@ int bp_chunk_list_check(const bp_chunk_list *list);
  *
  * Invariants: under lock, small[c] holds exactly the subpages of class c with free
  * elements, plus at most one fully free subpage per class; every chunk of the arena is in
- * exactly one of lists[]; active_bytes == the sum of the class sizes of live blocks (huge:
- * their mapping sizes).
+ * exactly one of lists[]; active_bytes == the sum of the class sizes of blocks the bitmaps
+ * and runs show in use (huge: mapping sizes), which includes blocks waiting in thread caches
+ * and transfer caches.
  * ------------------------------------------------------------------------------------------ */
 typedef struct bp_arena_counters {
     uint64_t alloc_small, alloc_normal, alloc_huge;
@@ -414,6 +429,14 @@ typedef struct bp_arena_counters {
     size_t chunk_bytes;    /* bytes of chunk memory mapped */
     size_t huge_bytes;     /* bytes of huge blocks mapped */
 } bp_arena_counters;
+
+/* A transfer cache: blocks of one class that a thread cache overflowed with, linked through
+ * their first word, waiting for a thread of this arena to refill from them. count is an
+ * upper bound kept loosely (it only limits growth). */
+typedef struct bp_transfer {
+    void *head;
+    uint32_t count;
+} __attribute__((aligned(16))) bp_transfer;
 
 struct bp_arena {
     pthread_mutex_t lock;
@@ -426,6 +449,7 @@ struct bp_arena {
     bp_arena_counters counters;
     unsigned bound_threads;               /* thread caches bound here (registry lock) */
     bp_subpage_link small[BP_MAX_CLASSES]; /* pools of subpages with free elements */
+    bp_transfer transfer[BP_MAX_CLASSES];  /* outside the lock: see bp_transfer */
 } __attribute__((aligned(64)));
 
 void bp_arena_init(bp_arena *arena, bp_pool *pool, unsigned index);
@@ -433,8 +457,15 @@ void bp_arena_destroy(bp_arena *arena);
 void *bp_arena_alloc(bp_arena *arena, unsigned cls);
 /* Up to n blocks of class cls under one lock, stored to out[]; returns how many. */
 unsigned bp_arena_alloc_batch(bp_arena *arena, unsigned cls, void **out, unsigned n);
-/* Frees n blocks of any arenas of any pools, taking each arena's lock once per batch. */
-void bp_arena_free_batch(void **blocks, unsigned n);
+/* Returns n blocks of one class (from a thread cache; any arenas of one pool): to their
+ * arenas' transfer caches when `transfer` and there is room, else to the bitmaps, one lock
+ * per arena. Reorders blocks[]. */
+void bp_arena_free_batch(void **blocks, unsigned n, bool transfer);
+/* Up to max blocks of class cls from the arena's transfer cache (lock-free); returns how
+ * many. Blocks beyond max are freed to the bitmaps. */
+unsigned bp_arena_transfer_take(bp_arena *arena, unsigned cls, void **out, unsigned max);
+/* Every transfer cache of the arena back to the bitmaps. */
+void bp_arena_drain_transfers(bp_arena *arena);
 void *bp_arena_alloc_aligned(bp_arena *arena, unsigned cls, size_t align);
 void *bp_arena_alloc_huge(bp_arena *arena, size_t size, size_t align);
 /* Frees the block at p in `chunk` (a pooled chunk, p inside it, info = its page_info). */
@@ -527,6 +558,8 @@ struct bp_pool {
     bp_os os;                  /* copied from config.os */
     size_t page_size, chunk_size;
     unsigned cache_classes;    /* classes 0..cache_classes-1 are thread-cached */
+    size_t max_cached_size;    /* size of the largest cached class (bp_alloc's fast path) */
+    uint32_t transfer_limit[BP_MAX_CLASSES]; /* blocks an arena's transfer cache may hold */
     unsigned narenas;
     bp_arena *arenas;          /* [narenas], inside this pool's mapping */
     size_t map_size;           /* bytes of the mapping that holds the pool and arenas */

@@ -84,6 +84,10 @@ bp_pool *bp_pool_new(const bp_config *cfg)
         pool->cache_classes++;
     if (pool->cache_classes < pool->sc.nsmall)
         pool->cache_classes = pool->sc.nsmall; /* small classes are always cached */
+    pool->max_cached_size = pool->sc.size[pool->cache_classes - 1];
+    for (unsigned cls = 0; cls < pool->cache_classes; cls++) /* one bin's worth per arena */
+        pool->transfer_limit[cls] =
+            cls < pool->sc.nsmall ? resolved.small_cache : resolved.normal_cache;
     for (unsigned i = 0; i < pool->narenas; i++)
         bp_arena_init(&pool->arenas[i], pool, i);
     bp_tcache_pool_created(pool);
@@ -161,6 +165,8 @@ size_t bp_pool_trim(bp_pool *pool)
 {
     size_t released = 0;
     bp_thread_flush(pool);
+    for (unsigned i = 0; i < pool->narenas; i++)
+        bp_arena_drain_transfers(&pool->arenas[i]);
     for (unsigned i = 0; i < pool->narenas; i++)
         released += bp_arena_trim(&pool->arenas[i]);
     return released;

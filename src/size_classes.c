@@ -90,24 +90,6 @@ done:
     return 0;
 }
 
-/* Netty's size2SizeIdx: the doubling that holds size - 1 gives the group, the top bits
- * below it the step inside the group. */
-unsigned bp_size_to_class_compute(const bp_size_classes *sc, size_t size)
-{
-    (void)sc;
-    if (size <= BP_QUANTUM)
-        return 0;
-    unsigned x = bp_log2((size << 1) - 1);
-    unsigned shift = x < BP_LOG2_GROUP + BP_LOG2_QUANTUM + 1
-                         ? 0
-                         : x - (BP_LOG2_GROUP + BP_LOG2_QUANTUM);
-    unsigned group = shift << BP_LOG2_GROUP;
-    unsigned log2_delta = x < BP_LOG2_GROUP + BP_LOG2_QUANTUM + 1 ? BP_LOG2_QUANTUM
-                                                                  : x - BP_LOG2_GROUP - 1;
-    unsigned mod = (unsigned)((size - 1) >> log2_delta) & ((1u << BP_LOG2_GROUP) - 1);
-    return group + mod;
-}
-
 /* Every class from page << 2 up is a page multiple, and below that the page multiples are
  * the pages themselves rounded to a class; so the class of pages * page, found by the size
  * formula, is the ceiling page class when it is a page multiple. */

@@ -188,15 +188,17 @@ static uint32_t bin_count(const bp_tcache_bin *bin)
     return (uint32_t)(bin->empty - bin->head);
 }
 
-/* Gives the n oldest entries (those next to `empty`) back to their arenas. */
-static void bin_flush(bp_tcache_bin *bin, uint32_t n)
+/* Gives the n oldest entries (those next to `empty`) back to their arenas: to the transfer
+ * caches on overflow (another thread will likely want them), to the bitmaps on trim, flush
+ * and exit (the point there is to give memory back). */
+static void bin_flush(bp_tcache_bin *bin, uint32_t n, bool transfer)
 {
     uint32_t count = bin_count(bin);
     if (n > count)
         n = count;
     if (n == 0)
         return;
-    bp_arena_free_batch(bin->empty - n, n);
+    bp_arena_free_batch(bin->empty - n, n, transfer);
     memmove(bin->head + n, bin->head, (count - n) * sizeof(void *));
     bin->head += n;
 }
@@ -208,7 +210,7 @@ void bp_tcache_trim(bp_tcache *tc)
     for (uint32_t b = 1; b < tc->nbins; b++) {
         bp_tcache_bin *bin = &tc->bins[b];
         if (bin->capacity > bin->hits)
-            bin_flush(bin, bin->capacity - bin->hits);
+            bin_flush(bin, bin->capacity - bin->hits, false);
         bin->hits = 0;
     }
     tc->trims++;
@@ -224,7 +226,7 @@ void *bp_tcache_trim_returning(bp_tcache *tc, void *p)
 static void tcache_flush_all(bp_tcache *tc)
 {
     for (uint32_t b = 1; b < tc->nbins; b++) {
-        bin_flush(&tc->bins[b], bin_count(&tc->bins[b]));
+        bin_flush(&tc->bins[b], bin_count(&tc->bins[b]), false);
         tc->bins[b].hits = 0;
     }
     tc->flushes++;
@@ -239,13 +241,18 @@ void *bp_tcache_alloc_slow(bp_pool *pool, unsigned cls)
     if (bin->capacity == 0)
         return bp_arena_alloc(tc->arena, cls);
     if (bin->head == bin->empty) {
-        /* Refill half the bin under one lock: the next misses are hits. */
-        uint32_t want = BP_MAX(bin->capacity / 2, 1u);
-        void **dst = bin->empty - want;
-        uint32_t got = bp_arena_alloc_batch(tc->arena, cls, dst, want);
-        if (got == 0)
-            return NULL;
-        if (got < want)
+        /* Refill from the transfer cache (blocks other threads gave back), else half the
+         * bin from the arena under one lock: the next misses are hits. */
+        void **dst = bin->full;
+        uint32_t got = bp_arena_transfer_take(tc->arena, cls, dst, bin->capacity);
+        if (got == 0) {
+            uint32_t want = BP_MAX(bin->capacity / 2, 1u);
+            dst = bin->empty - want;
+            got = bp_arena_alloc_batch(tc->arena, cls, dst, want);
+            if (got == 0)
+                return NULL;
+        }
+        if (dst != bin->empty - got)
             memmove(bin->empty - got, dst, got * sizeof(void *));
         bin->head = bin->empty - got;
         tc->refills++;
@@ -268,7 +275,7 @@ void bp_tcache_free_slow(bp_chunk *chunk, void *p, uint32_t info)
     }
     bp_tcache_bin *bin = &tc->bins[cls + 1];
     if (bin->head == bin->full) {
-        bin_flush(bin, BP_MAX(bin->capacity / 2, 1u));
+        bin_flush(bin, BP_MAX(bin->capacity / 2, 1u), true);
         tc->flushes++;
     }
     *--bin->head = p;
@@ -306,8 +313,11 @@ static void thread_exit(void *arg)
         set_slot_cache(slot, EMPTY_CACHE);
         pthread_mutex_lock(&registry_lock);
         if (tc->pool != NULL) {
+            bp_arena *arena = tc->arena;
             tcache_flush_all(tc);
             unlink_from_pool(tc);
+            if (arena->bound_threads == 0) /* nobody left to refill from them */
+                bp_arena_drain_transfers(arena);
         }
         pthread_mutex_unlock(&registry_lock);
         bp_os_unmap(bp_os_default(), tc, tc->map_size);
@@ -319,8 +329,10 @@ void bp_thread_flush(bp_pool *pool)
     if (pool->tc_slot >= BP_TCACHE_SLOTS)
         return;
     bp_tcache *tc = slot_cache(pool->tc_slot);
-    if (tc != EMPTY_CACHE && tc->pool == pool)
+    if (tc != EMPTY_CACHE && tc->pool == pool) {
         tcache_flush_all(tc);
+        bp_arena_drain_transfers(tc->arena);
+    }
 }
 
 static const bp_tcache *live_cache(bp_pool *pool)

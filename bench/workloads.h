@@ -1,0 +1,173 @@
+/* workloads.h — the benchmark workloads, written once and compiled twice by bench.c: with
+ * ALLOC/FREE bound to bufpool's API and to the process's malloc/free. W(name) names the
+ * variant. Every workload seeds its own fast PRNG; none calls rand(). */
+
+/* 1. The seeds' benchmark: each iteration allocates random % 32768 bytes and frees them. */
+static void *W(seeds_thread)(void *arg)
+{
+    thread_arg *a = arg;
+    rng r = {a->seed};
+    barrier_wait(a);
+    for (long i = 0; i < a->iterations; i++) {
+        void *p = ALLOC(rng_next(&r) % 32768);
+        escape(p);
+        FREE(p);
+    }
+    return NULL;
+}
+
+/* 2. Alloc+free pairs of one size. */
+static void *W(pair_thread)(void *arg)
+{
+    thread_arg *a = arg;
+    size_t size = a->size;
+    barrier_wait(a);
+    for (long i = 0; i < a->iterations; i++) {
+        void *p = ALLOC(size);
+        escape(p);
+        FREE(p);
+    }
+    return NULL;
+}
+
+/* 3. Batches: `batch` allocations of random size in [16, size], then all freed. */
+static void *W(batch_thread)(void *arg)
+{
+    thread_arg *a = arg;
+    rng r = {a->seed};
+    void *blocks[1000];
+    barrier_wait(a);
+    for (long round = 0; round < a->iterations; round++) {
+        for (int i = 0; i < 1000; i++) {
+            blocks[i] = ALLOC(16 + rng_next(&r) % (a->size - 15));
+            escape(blocks[i]);
+        }
+        for (int i = 0; i < 1000; i++)
+            FREE(blocks[i]);
+    }
+    return NULL;
+}
+
+/* 4. Random replacement over 1024 live slots, sizes 16 B..64 KiB; each block's first and
+ * last byte written. */
+static void *W(replace_thread)(void *arg)
+{
+    thread_arg *a = arg;
+    rng r = {a->seed};
+    void *slot[1024];
+    size_t size[1024];
+    for (int i = 0; i < 1024; i++) {
+        size[i] = 16 + rng_next(&r) % (65536 - 15);
+        slot[i] = ALLOC(size[i]);
+        touch(slot[i], size[i]);
+    }
+    barrier_wait(a);
+    for (long i = 0; i < a->iterations; i++) {
+        unsigned s = (unsigned)(rng_next(&r) & 1023);
+        FREE(slot[s]);
+        size[s] = 16 + rng_next(&r) % (65536 - 15);
+        slot[s] = ALLOC(size[s]);
+        touch(slot[s], size[s]);
+    }
+    for (int i = 0; i < 1024; i++)
+        FREE(slot[i]);
+    return NULL;
+}
+
+/* 5. Producer/consumer: the producer allocates, the consumer frees, through a lock-free
+ * single-producer single-consumer ring. */
+static void *W(consumer_thread)(void *arg)
+{
+    thread_arg *a = arg;
+    spsc_ring *ring = a->ring;
+    barrier_wait(a);
+    for (long n = 0; n < a->iterations;) {
+        unsigned head = __atomic_load_n(&ring->head, __ATOMIC_ACQUIRE);
+        unsigned tail = ring->tail;
+        if (tail == head) {
+            cpu_relax();
+            continue;
+        }
+        for (; tail != head; tail++, n++)
+            FREE(ring->slot[tail & (RING_SIZE - 1)]);
+        __atomic_store_n(&ring->tail, tail, __ATOMIC_RELEASE);
+    }
+    return NULL;
+}
+
+static void *W(producer_thread)(void *arg)
+{
+    thread_arg *a = arg;
+    spsc_ring *ring = a->ring;
+    size_t size = a->size;
+    barrier_wait(a);
+    unsigned head = 0;
+    for (long n = 0; n < a->iterations; n++) {
+        while (head - __atomic_load_n(&ring->tail, __ATOMIC_ACQUIRE) == RING_SIZE)
+            cpu_relax();
+        void *p = ALLOC(size);
+        *(volatile char *)p = 1;
+        ring->slot[head & (RING_SIZE - 1)] = p;
+        __atomic_store_n(&ring->head, ++head, __ATOMIC_RELEASE);
+    }
+    return NULL;
+}
+
+/* 6. Server-like (in the spirit of larson): random sizes 8..1000 B over a window of live
+ * blocks; every 8th replaced block is handed to the next thread, which frees it. */
+static void *W(server_thread)(void *arg)
+{
+    thread_arg *a = arg;
+    rng r = {a->seed};
+    enum { WINDOW = 1000 };
+    void *live[WINDOW];
+    for (int i = 0; i < WINDOW; i++)
+        live[i] = ALLOC(8 + rng_next(&r) % 993);
+    barrier_wait(a);
+    mailbox *mine = &a->boxes[a->id];
+    mailbox *next = &a->boxes[(a->id + 1) % a->nthreads];
+    for (long i = 0; i < a->iterations; i++) {
+        unsigned s = (unsigned)(rng_next(&r) % WINDOW);
+        void *old = live[s];
+        if ((i & 7) == 0 && mailbox_put(next, old)) {
+            /* handed over: the next thread frees it */
+        } else {
+            FREE(old);
+        }
+        live[s] = ALLOC(8 + rng_next(&r) % 993);
+        *(volatile char *)live[s] = 1;
+        if ((i & 255) == 0) {
+            void *got[MAILBOX_SIZE];
+            unsigned n = mailbox_take(mine, got);
+            for (unsigned k = 0; k < n; k++)
+                FREE(got[k]);
+        }
+    }
+    for (int i = 0; i < WINDOW; i++)
+        FREE(live[i]);
+    return NULL;
+}
+
+/* 7. Memory: `iterations` live blocks of random size 16 B..64 KiB, all written. */
+static void W(memory_run)(thread_arg *a, memory_result *out)
+{
+    rng r = {a->seed};
+    long n = a->iterations;
+    void **blocks = calloc((size_t)n, sizeof(void *)); /* the harness's own, before start */
+    size_t requested = 0;
+    TRIM();
+    out->rss_start = rss_bytes();
+    for (long i = 0; i < n; i++) {
+        size_t size = 16 + rng_next(&r) % (65536 - 15);
+        blocks[i] = ALLOC(size);
+        memset(blocks[i], (int)i, size);
+        requested += size;
+    }
+    out->rss_peak = rss_bytes();
+    out->requested = requested;
+    for (long i = 0; i < n; i++)
+        FREE(blocks[i]);
+    TRIM();
+    out->rss_end = rss_bytes();
+    free(blocks);
+}
