@@ -209,92 +209,81 @@ static double run_threads(void *(*fn)(void *), unsigned threads, long iterations
     return elapsed;
 }
 
-static void report(const char *workload, const char *metric, double value, const char *unit)
+/* One measured figure: a workload at one size and thread count. Time per operation is wall
+ * time over (threads x iterations x ops_per_iteration); an operation is an alloc+free pair
+ * (seeds, pairs, producer/consumer), one alloc or one free (batches), one replacement
+ * (replace, server). */
+typedef struct figure {
+    const char *name, *group;
+    void *(*bp_fn)(void *), *(*malloc_fn)(void *);
+    unsigned threads;
+    long iterations; /* per thread, at scale 1 */
+    size_t size;
+    long ops_per_iteration;
+    bool producer_consumer;
+} figure;
+
+#define FIG(name, group, fn, threads, iterations, size, ops)                                       \
+    {name, group, bp_##fn, malloc_##fn, threads, iterations, size, ops, false}
+#define PAIR(name, size, iterations) FIG(name, "pairs", pair_thread, 1, iterations, size, 1)
+
+static const figure figures[] = {
+    FIG("seeds-4t", "seeds", seeds_thread, 4, 1000000, 0, 1),
+    FIG("seeds-1t", "seeds", seeds_thread, 1, 4000000, 0, 1),
+    PAIR("pair-16", 16, 3000000),
+    PAIR("pair-64", 64, 3000000),
+    PAIR("pair-256", 256, 3000000),
+    PAIR("pair-1k", 1024, 3000000),
+    PAIR("pair-4k", 4096, 3000000),
+    PAIR("pair-32k", 32768, 3000000),
+    PAIR("pair-256k", 262144, 300000),
+    PAIR("pair-1m", 1048576, 300000),
+    FIG("batch-1k", "batches", batch_thread, 1, 1000, 1024, 2000),
+    FIG("batch-64k", "batches", batch_thread, 1, 300, 65536, 2000),
+    FIG("replace-1t", "replace", replace_thread, 1, 4000000, 0, 1),
+    FIG("replace-2t", "replace", replace_thread, 2, 4000000, 0, 1),
+    {"prodcons-64", "prodcons", bp_producer_thread, malloc_producer_thread, 2, 2000000, 64, 1,
+     true},
+    {"prodcons-4k", "prodcons", bp_producer_thread, malloc_producer_thread, 2, 2000000, 4096, 1,
+     true},
+    FIG("server-2t", "server", server_thread, 2, 2000000, 0, 1),
+};
+
+/* The producer is thread 0, the consumer thread 1: both see the same iteration count. */
+static double run_producer_consumer(const figure *f, long n)
 {
-    printf("%s\t%s\t%.6g\t%s\n", workload, metric, value, unit);
+    spsc_ring *ring = aligned_alloc(64, sizeof *ring);
+    memset(ring, 0, sizeof *ring);
+    pthread_t tids[2];
+    thread_arg args[2];
+    pthread_barrier_t start;
+    pthread_barrier_init(&start, NULL, 3);
+    void *(*fns[2])(void *) = {use_bp ? bp_producer_thread : malloc_producer_thread,
+                               use_bp ? bp_consumer_thread : malloc_consumer_thread};
+    for (unsigned k = 0; k < 2; k++) {
+        args[k] = (thread_arg){k, 2, k + 1, n, f->size, &start, ring, NULL};
+        pthread_create(&tids[k], NULL, fns[k], &args[k]);
+    }
+    pthread_barrier_wait(&start);
+    double t0 = now();
+    pthread_join(tids[0], NULL);
+    pthread_join(tids[1], NULL);
+    double t = now() - t0;
+    pthread_barrier_destroy(&start);
+    free(ring);
+    return t;
+}
+
+static void run_figure(const figure *f)
+{
+    long n = scaled(f->iterations);
+    double t = f->producer_consumer
+                   ? run_producer_consumer(f, n)
+                   : run_threads(use_bp ? f->bp_fn : f->malloc_fn, f->threads, n, f->size, NULL);
+    long threads = f->producer_consumer ? 1 : (long)f->threads;
+    double ops = (double)n * (double)threads * (double)f->ops_per_iteration;
+    printf("%s\tns/op\t%.6g\tns\t%.0f\n", f->name, t * 1e9 / ops, ops);
     fflush(stdout);
-}
-
-#define PICK(name) (use_bp ? bp_##name : malloc_##name)
-
-static void run_seeds(void)
-{
-    long n4 = scaled(1000000), n1 = scaled(4000000);
-    double t4 = run_threads(PICK(seeds_thread), 4, n4, 0, NULL);
-    report("seeds-4t", "ns/pair", t4 * 1e9 / ((double)n4 * 4), "ns");
-    report("seeds-4t", "seconds", t4, "s");
-    double t1 = run_threads(PICK(seeds_thread), 1, n1, 0, NULL);
-    report("seeds-1t", "ns/pair", t1 * 1e9 / (double)n1, "ns");
-    report("seeds-1t", "seconds", t1, "s");
-}
-
-static void run_pairs(void)
-{
-    static const size_t sizes[] = {16, 64, 256, 1024, 4096, 32768, 262144, 1048576};
-    static const char *names[] = {"16",    "64",    "256",   "1k",
-                                  "4k",    "32k",   "256k",  "1m"};
-    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
-        long n = scaled(sizes[i] <= 32768 ? 3000000 : 300000);
-        char name[32];
-        snprintf(name, sizeof name, "pair-%s", names[i]);
-        double t = run_threads(PICK(pair_thread), 1, n, sizes[i], NULL);
-        report(name, "ns/pair", t * 1e9 / (double)n, "ns");
-    }
-}
-
-static void run_batches(void)
-{
-    long rounds = scaled(1000);
-    double t = run_threads(PICK(batch_thread), 1, rounds, 1024, NULL);
-    report("batch-1k", "ns/op", t * 1e9 / ((double)rounds * 2000), "ns");
-    rounds = scaled(300);
-    t = run_threads(PICK(batch_thread), 1, rounds, 65536, NULL);
-    report("batch-64k", "ns/op", t * 1e9 / ((double)rounds * 2000), "ns");
-}
-
-static void run_replace(void)
-{
-    long n = scaled(4000000);
-    double t = run_threads(PICK(replace_thread), 1, n, 0, NULL);
-    report("replace-1t", "ns/op", t * 1e9 / (double)n, "ns");
-    t = run_threads(PICK(replace_thread), 2, n, 0, NULL);
-    report("replace-2t", "ns/op", t * 1e9 / ((double)n * 2), "ns");
-}
-
-static void run_producer_consumer(void)
-{
-    static const size_t sizes[] = {64, 4096};
-    static const char *names[] = {"prodcons-64", "prodcons-4k"};
-    for (int i = 0; i < 2; i++) {
-        long n = scaled(2000000);
-        spsc_ring *ring = aligned_alloc(64, sizeof *ring);
-        memset(ring, 0, sizeof *ring);
-        pthread_t tids[2];
-        thread_arg args[2];
-        pthread_barrier_t start;
-        pthread_barrier_init(&start, NULL, 3);
-        void *(*fns[2])(void *) = {PICK(producer_thread), PICK(consumer_thread)};
-        for (unsigned k = 0; k < 2; k++) {
-            args[k] = (thread_arg){k, 2, k + 1, n, sizes[i], &start, ring, NULL};
-            pthread_create(&tids[k], NULL, fns[k], &args[k]);
-        }
-        pthread_barrier_wait(&start);
-        double t0 = now();
-        pthread_join(tids[0], NULL);
-        pthread_join(tids[1], NULL);
-        double t = now() - t0;
-        pthread_barrier_destroy(&start);
-        free(ring);
-        report(names[i], "ns/pair", t * 1e9 / (double)n, "ns");
-        report(names[i], "Mpairs/s", (double)n / t / 1e6, "M/s");
-    }
-}
-
-static void run_server(void)
-{
-    long n = scaled(2000000);
-    double t = run_threads(PICK(server_thread), 2, n, 0, NULL);
-    report("server-2t", "ns/op", t * 1e9 / ((double)n * 2), "ns");
 }
 
 static void run_memory(void)
@@ -305,27 +294,22 @@ static void run_memory(void)
         bp_memory_run(&a, &m);
     else
         malloc_memory_run(&a, &m);
-    double peak = (double)(m.rss_peak - m.rss_start) / (double)m.requested;
-    report("memory", "peak-rss/requested", peak, "x");
-    report("memory", "rss-after-trim/start", (double)m.rss_end / (double)m.rss_start, "x");
-    report("memory", "retained-after-trim", (double)(m.rss_end - m.rss_start) / 1048576.0, "MiB");
+    printf("memory\tpeak-rss/requested\t%.6g\tx\t%ld\n",
+           (double)(m.rss_peak - m.rss_start) / (double)m.requested, a.iterations);
+    printf("memory\trss-after-trim/start\t%.6g\tx\t%ld\n",
+           (double)m.rss_end / (double)m.rss_start, a.iterations);
+    printf("memory\tretained-after-trim\t%.6g\tMiB\t%ld\n",
+           ((double)m.rss_end - (double)m.rss_start) / 1048576.0, a.iterations);
+    fflush(stdout);
 }
-
-static const struct {
-    const char *name;
-    void (*run)(void);
-} workloads[] = {
-    {"seeds", run_seeds},     {"pairs", run_pairs},   {"batches", run_batches},
-    {"replace", run_replace}, {"prodcons", run_producer_consumer},
-    {"server", run_server},   {"memory", run_memory},
-};
 
 static int usage(const char *argv0)
 {
     fprintf(stderr,
             "usage: %s --api bp|malloc [--workload NAME|all] [--scale F]\n"
-            "workloads: seeds pairs batches replace prodcons server memory\n"
-            "prints one line per figure: workload, metric, value, unit (tab-separated)\n",
+            "NAME: a group (seeds pairs batches replace prodcons server memory) or one figure\n"
+            "(seeds-4t, pair-64, batch-1k, replace-1t, prodcons-64, ...)\n"
+            "prints one tab-separated line per figure: name, metric, value, unit, operations\n",
             argv0);
     return 2;
 }
@@ -348,12 +332,17 @@ int main(int argc, char **argv)
     use_bp = strcmp(api, "bp") == 0;
     if (use_bp)
         bench_pool = bp_pool_default();
-    bool any = false;
-    for (size_t i = 0; i < sizeof workloads / sizeof workloads[0]; i++) {
-        if (strcmp(which, "all") == 0 || strcmp(which, workloads[i].name) == 0) {
-            workloads[i].run();
+    bool all = strcmp(which, "all") == 0, any = false;
+    for (size_t i = 0; i < sizeof figures / sizeof figures[0]; i++) {
+        const figure *f = &figures[i];
+        if (all || strcmp(which, f->group) == 0 || strcmp(which, f->name) == 0) {
+            run_figure(f);
             any = true;
         }
+    }
+    if (all || strcmp(which, "memory") == 0) {
+        run_memory();
+        any = true;
     }
     return any ? 0 : usage(argv[0]);
 }

@@ -496,14 +496,17 @@ int bp_arena_check(bp_arena *arena);
  *
  * Invariants: full <= head <= empty and empty - full == capacity in every bin; an entry is
  * a live block of the cache's pool whose class is the bin's (bin - 1); hits counts the
- * allocations the bin served since the last trim; countdown > 0 except while trimming.
+ * allocations the bin served since the last trim; 1 <= fill <= max(capacity / 2, 1) for a
+ * bin with capacity; countdown > 0 except while trimming.
  * ------------------------------------------------------------------------------------------ */
 #define BP_TCACHE_SLOTS 64 /* pools with thread caches at once; others run uncached */
 
 typedef struct bp_tcache_bin {
     void **head, **empty, **full;
-    uint32_t hits;
-    uint32_t capacity;
+    uint32_t hits;     /* allocations served since the last trim */
+    uint16_t capacity; /* entries the bin holds at most (<= 32768) */
+    uint16_t fill;     /* blocks the next refill takes: grows while the bin runs dry within
+                        * an interval, halves when a trim finds entries it did not need */
 } bp_tcache_bin;
 
 typedef struct bp_tcache bp_tcache;

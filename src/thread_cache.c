@@ -144,7 +144,11 @@ static bp_tcache *tcache_new(bp_pool *pool)
     void **stack = (void **)((char *)tc + stacks);
     for (unsigned cls = 0; cls < pool->sc.nclasses; cls++) {
         bp_tcache_bin *bin = &tc->bins[cls + 1];
-        bin->capacity = bin_capacity(pool, cls);
+        bin->capacity = (uint16_t)bin_capacity(pool, cls);
+        /* Start with about 32 KiB worth per refill: many small blocks, few large ones. */
+        uint32_t fill = BP_MIN(BP_MAX(bin->capacity / 2u, 1u),
+                               BP_MAX((32u << 10) / pool->sc.size[cls], 1u));
+        bin->fill = (uint16_t)fill;
         bin->full = stack;
         stack += bin->capacity;
         bin->empty = bin->head = stack;
@@ -209,8 +213,10 @@ void bp_tcache_trim(bp_tcache *tc)
      * trim did not need the difference; that many of its oldest entries go back. */
     for (uint32_t b = 1; b < tc->nbins; b++) {
         bp_tcache_bin *bin = &tc->bins[b];
-        if (bin->capacity > bin->hits)
+        if (bin->capacity > bin->hits && bin->head != bin->empty) {
             bin_flush(bin, bin->capacity - bin->hits, false);
+            bin->fill = (uint16_t)BP_MAX(bin->fill / 2u, 1u); /* it held more than needed */
+        }
         bin->hits = 0;
     }
     tc->trims++;
@@ -241,12 +247,14 @@ void *bp_tcache_alloc_slow(bp_pool *pool, unsigned cls)
     if (bin->capacity == 0)
         return bp_arena_alloc(tc->arena, cls);
     if (bin->head == bin->empty) {
-        /* Refill from the transfer cache (blocks other threads gave back), else half the
-         * bin from the arena under one lock: the next misses are hits. */
+        /* Refill from the transfer cache (blocks other threads gave back), else `fill`
+         * blocks from the arena under one lock: the next misses are hits. */
+        if (bin->hits >= bin->fill) /* ran dry again within the interval: take more */
+            bin->fill = (uint16_t)BP_MIN(bin->fill * 2u, BP_MAX(bin->capacity / 2u, 1u));
         void **dst = bin->full;
         uint32_t got = bp_arena_transfer_take(tc->arena, cls, dst, bin->capacity);
         if (got == 0) {
-            uint32_t want = BP_MAX(bin->capacity / 2, 1u);
+            uint32_t want = bin->fill;
             dst = bin->empty - want;
             got = bp_arena_alloc_batch(tc->arena, cls, dst, want);
             if (got == 0)
