@@ -89,11 +89,41 @@ typedef struct thread_arg {
     pthread_barrier_t *start;
     spsc_ring *ring;
     mailbox *boxes;
+    void *(*fn)(void *);
+    double t_start, t_end; /* each thread times itself: the main thread may run late */
 } thread_arg;
 
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* Set-up is done: wait for the others, then start the clock. */
 static void barrier_wait(thread_arg *a)
 {
     pthread_barrier_wait(a->start);
+    a->t_start = now();
+}
+
+static void *timed_thread(void *arg)
+{
+    thread_arg *a = arg;
+    a->fn(a);
+    a->t_end = now();
+    return NULL;
+}
+
+/* From the first thread's start to the last thread's end. */
+static double wall_time(const thread_arg *args, unsigned n)
+{
+    double start = args[0].t_start, end = args[0].t_end;
+    for (unsigned i = 1; i < n; i++) {
+        start = args[i].t_start < start ? args[i].t_start : start;
+        end = args[i].t_end > end ? args[i].t_end : end;
+    }
+    return end - start;
 }
 
 typedef struct memory_result {
@@ -159,13 +189,6 @@ static bp_pool *bench_pool;
 static bool use_bp;
 static double scale = 1.0;
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 static long scaled(long n)
 {
     long v = (long)((double)n * scale);
@@ -180,21 +203,26 @@ static double run_threads(void *(*fn)(void *), unsigned threads, long iterations
     thread_arg args[16];
     mailbox boxes[16];
     pthread_barrier_t start;
-    pthread_barrier_init(&start, NULL, threads + 1);
+    pthread_barrier_init(&start, NULL, threads);
     for (unsigned i = 0; i < threads; i++) {
         pthread_mutex_init(&boxes[i].lock, NULL);
         boxes[i].n = 0;
     }
     for (unsigned i = 0; i < threads; i++) {
-        args[i] = (thread_arg){i,    threads, 0x9e3779b97f4a7c15ull * (i + 1), iterations, size,
-                               &start, ring,   boxes};
-        pthread_create(&tids[i], NULL, fn, &args[i]);
+        args[i] = (thread_arg){.id = i,
+                               .nthreads = threads,
+                               .seed = 0x9e3779b97f4a7c15ull * (i + 1),
+                               .iterations = iterations,
+                               .size = size,
+                               .start = &start,
+                               .ring = ring,
+                               .boxes = boxes,
+                               .fn = fn};
+        pthread_create(&tids[i], NULL, timed_thread, &args[i]);
     }
-    pthread_barrier_wait(&start);
-    double t0 = now();
     for (unsigned i = 0; i < threads; i++)
         pthread_join(tids[i], NULL);
-    double elapsed = now() - t0;
+    double elapsed = wall_time(args, threads);
     for (unsigned i = 0; i < threads; i++) { /* what is still in a mailbox */
         void *got[MAILBOX_SIZE];
         unsigned n = mailbox_take(&boxes[i], got);
@@ -257,18 +285,23 @@ static double run_producer_consumer(const figure *f, long n)
     pthread_t tids[2];
     thread_arg args[2];
     pthread_barrier_t start;
-    pthread_barrier_init(&start, NULL, 3);
+    pthread_barrier_init(&start, NULL, 2);
     void *(*fns[2])(void *) = {use_bp ? bp_producer_thread : malloc_producer_thread,
                                use_bp ? bp_consumer_thread : malloc_consumer_thread};
     for (unsigned k = 0; k < 2; k++) {
-        args[k] = (thread_arg){k, 2, k + 1, n, f->size, &start, ring, NULL};
-        pthread_create(&tids[k], NULL, fns[k], &args[k]);
+        args[k] = (thread_arg){.id = k,
+                               .nthreads = 2,
+                               .seed = k + 1,
+                               .iterations = n,
+                               .size = f->size,
+                               .start = &start,
+                               .ring = ring,
+                               .fn = fns[k]};
+        pthread_create(&tids[k], NULL, timed_thread, &args[k]);
     }
-    pthread_barrier_wait(&start);
-    double t0 = now();
     pthread_join(tids[0], NULL);
     pthread_join(tids[1], NULL);
-    double t = now() - t0;
+    double t = wall_time(args, 2);
     pthread_barrier_destroy(&start);
     free(ring);
     return t;
@@ -288,7 +321,7 @@ static void run_figure(const figure *f)
 
 static void run_memory(void)
 {
-    thread_arg a = {0, 1, 12345, scaled(100000), 0, NULL, NULL, NULL};
+    thread_arg a = {.nthreads = 1, .seed = 12345, .iterations = scaled(100000)};
     memory_result m;
     if (use_bp)
         bp_memory_run(&a, &m);

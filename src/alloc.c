@@ -145,7 +145,7 @@ static void check_free(const char *what, void *p)
     bp_chunk *chunk = b.chunk;
     bp_arena *arena = chunk->arena;
     uint32_t run = bp_info_run(b.info);
-    pthread_mutex_lock(&arena->lock);
+    bp_lock_acquire(&arena->lock);
     if (b.info & BP_INFO_SUBPAGE_BIT) {
         bp_subpage *sp = bp_chunk_subpage(chunk, run);
         long idx = bp_subpage_index_of(sp, (uintptr_t)p);
@@ -157,7 +157,9 @@ static void check_free(const char *what, void *p)
     } else if (chunk->base + ((uintptr_t)run << chunk->page_shift) != (uintptr_t)p) {
         bp_fatal("%s(%p): not the start of a block (inside a run)", what, p);
     }
-    pthread_mutex_unlock(&arena->lock);
+    bp_lock_release(&arena->lock);
+    if (!(b.info & BP_INFO_SUBPAGE_BIT) && bp_arena_run_cached(arena, p))
+        bp_fatal("%s(%p): double free (the run is in its arena's run cache)", what, p);
     bp_pool *pool = chunk->pool;
     if (pool->tc_slot < BP_TCACHE_SLOTS) {
         const bp_tcache_bin *bin = bp_bin_at(bp_tls_bins[pool->tc_slot], b.info & 0xffff);

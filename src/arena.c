@@ -19,7 +19,7 @@ typedef struct desc_slab {
 void bp_arena_init(bp_arena *arena, bp_pool *pool, unsigned index)
 {
     memset(arena, 0, sizeof *arena);
-    pthread_mutex_init(&arena->lock, NULL);
+    arena->lock = (bp_lock)BP_LOCK_INIT;
     arena->pool = pool;
     arena->index = index;
     bp_chunk_lists_init(arena->lists, pool->sc.chunk_pages);
@@ -49,7 +49,6 @@ void bp_arena_destroy(bp_arena *arena)
         bp_os_unmap(&arena->pool->os, slab, DESC_SLAB_SIZE);
         slab = next;
     }
-    pthread_mutex_destroy(&arena->lock);
 }
 
 /* ---- runs from the chunk lists ---------------------------------------------------------- */
@@ -60,11 +59,14 @@ static bp_chunk *alloc_run(bp_arena *arena, unsigned cls, uint32_t align_pages, 
                            uint32_t *offset)
 {
     uint32_t need = bp_class_run_pages(&arena->pool->sc, cls, subpage);
+    unsigned pc = bp_pages_to_page_class_ceil(&arena->pool->sc, need);
     for (size_t i = 0; i < sizeof alloc_order / sizeof alloc_order[0]; i++) {
         bp_chunk_list *list = &arena->lists[alloc_order[i]];
         if (need > list->max_run_pages)
             continue;
         for (bp_chunk *chunk = list->head; chunk != NULL; chunk = chunk->next) {
+            if (!bp_chunk_may_fit(chunk, pc))
+                continue;
             long off = bp_chunk_alloc_run(chunk, cls, align_pages, subpage);
             if (off >= 0) {
                 bp_chunk_list_after_alloc(chunk);
@@ -126,20 +128,27 @@ static void *alloc_small_locked(bp_arena *arena, unsigned cls)
 
 static void *alloc_normal_locked(bp_arena *arena, unsigned cls, uint32_t align_pages)
 {
-    uint32_t off;
-    bp_chunk *chunk = alloc_run(arena, cls, align_pages, false, &off);
-    if (chunk == NULL)
-        return NULL;
+    bp_run_cache *rc = &arena->run_cache[cls];
+    void *p;
+    if (rc->count > 0 && align_pages == 1) {
+        p = rc->runs[--rc->count];
+    } else {
+        uint32_t off;
+        bp_chunk *chunk = alloc_run(arena, cls, align_pages, false, &off);
+        if (chunk == NULL)
+            return NULL;
+        p = run_address(chunk, off);
+    }
     arena->counters.alloc_normal++;
     arena->counters.active_bytes += arena->pool->sc.size[cls];
-    return run_address(chunk, off);
+    return p;
 }
 
 unsigned bp_arena_alloc_batch(bp_arena *arena, unsigned cls, void **out, unsigned n)
 {
     bool small = bp_class_is_small(&arena->pool->sc, cls);
     unsigned got = 0;
-    pthread_mutex_lock(&arena->lock);
+    bp_lock_acquire(&arena->lock);
     arena->counters.lock_allocs++;
     for (; got < n; got++) {
         void *p = small ? alloc_small_locked(arena, cls) : alloc_normal_locked(arena, cls, 1);
@@ -147,17 +156,17 @@ unsigned bp_arena_alloc_batch(bp_arena *arena, unsigned cls, void **out, unsigne
             break;
         out[got] = p;
     }
-    pthread_mutex_unlock(&arena->lock);
+    bp_lock_release(&arena->lock);
     return got;
 }
 
 void *bp_arena_alloc(bp_arena *arena, unsigned cls)
 {
-    pthread_mutex_lock(&arena->lock);
+    bp_lock_acquire(&arena->lock);
     arena->counters.lock_allocs++;
     void *p = bp_class_is_small(&arena->pool->sc, cls) ? alloc_small_locked(arena, cls)
                                                          : alloc_normal_locked(arena, cls, 1);
-    pthread_mutex_unlock(&arena->lock);
+    bp_lock_release(&arena->lock);
     return p;
 }
 
@@ -168,9 +177,9 @@ void *bp_arena_alloc_aligned(bp_arena *arena, unsigned cls, size_t align)
     size_t page = arena->pool->page_size;
     if (align <= page)
         return bp_arena_alloc(arena, cls);
-    pthread_mutex_lock(&arena->lock);
+    bp_lock_acquire(&arena->lock);
     void *p = alloc_normal_locked(arena, cls, (uint32_t)(align / page));
-    pthread_mutex_unlock(&arena->lock);
+    bp_lock_release(&arena->lock);
     return p;
 }
 
@@ -213,7 +222,7 @@ void *bp_arena_alloc_huge(bp_arena *arena, size_t size, size_t align)
     if (memory == NULL)
         return NULL;
 
-    pthread_mutex_lock(&arena->lock);
+    bp_lock_acquire(&arena->lock);
     bp_chunk *huge = desc_take(arena);
     if (huge != NULL) {
         huge->base = (uintptr_t)memory;
@@ -239,7 +248,7 @@ void *bp_arena_alloc_huge(bp_arena *arena, size_t size, size_t align)
             huge = NULL;
         }
     }
-    pthread_mutex_unlock(&arena->lock);
+    bp_lock_release(&arena->lock);
     if (huge == NULL) {
         bp_os_unmap(&pool->os, memory, map_size);
         return NULL;
@@ -284,8 +293,40 @@ static void free_normal_locked(bp_arena *arena, bp_chunk *chunk, uintptr_t p, ui
     unsigned cls = bp_info_class(info);
     arena->counters.free_normal++;
     arena->counters.active_bytes -= arena->pool->sc.size[cls];
+    bp_run_cache *rc = &arena->run_cache[cls];
+    if (rc->count < arena->pool->run_cache_limit[cls]) {
+        rc->runs[rc->count++] = (void *)p;
+        return;
+    }
     bp_chunk_free_run(chunk, off, bp_class_run_pages(&arena->pool->sc, cls, false));
     after_run_free(arena, chunk);
+}
+
+/* Under the lock: the cached runs of every class back to their chunks. */
+static void drain_run_caches_locked(bp_arena *arena)
+{
+    const bp_size_classes *sc = &arena->pool->sc;
+    for (unsigned cls = 0; cls < sc->nclasses; cls++) {
+        bp_run_cache *rc = &arena->run_cache[cls];
+        while (rc->count > 0) {
+            uintptr_t p = (uintptr_t)rc->runs[--rc->count];
+            bp_chunk *chunk = bp_chunk_map_lookup(p);
+            bp_chunk_free_run(chunk, bp_info_run(bp_chunk_info_at(chunk, p)),
+                              bp_class_run_pages(sc, cls, false));
+            after_run_free(arena, chunk);
+        }
+    }
+}
+
+bool bp_arena_run_cached(bp_arena *arena, const void *p)
+{
+    bool found = false;
+    bp_lock_acquire(&arena->lock);
+    for (unsigned cls = 0; cls < arena->pool->sc.nclasses && !found; cls++)
+        for (uint32_t i = 0; i < arena->run_cache[cls].count; i++)
+            found |= arena->run_cache[cls].runs[i] == p;
+    bp_lock_release(&arena->lock);
+    return found;
 }
 
 static void free_locked(bp_arena *arena, bp_chunk *chunk, uintptr_t p, uint32_t info)
@@ -298,10 +339,10 @@ static void free_locked(bp_arena *arena, bp_chunk *chunk, uintptr_t p, uint32_t 
 
 void bp_arena_free(bp_arena *arena, bp_chunk *chunk, uintptr_t p, uint32_t info)
 {
-    pthread_mutex_lock(&arena->lock);
+    bp_lock_acquire(&arena->lock);
     arena->counters.lock_frees++;
     free_locked(arena, chunk, p, info);
-    pthread_mutex_unlock(&arena->lock);
+    bp_lock_release(&arena->lock);
 }
 
 /* ---- transfer caches -------------------------------------------------------------------- */
@@ -311,9 +352,12 @@ void bp_arena_free(bp_arena *arena, bp_chunk *chunk, uintptr_t p, uint32_t info)
  * arena refills its bin from it: the common server pattern (one thread allocates, another
  * frees) then moves blocks between threads with two atomic operations per batch and no
  * bitmap work. The stack is bounded by `limit`; past it, blocks go to the bitmaps. */
-static bool transfer_push(bp_transfer *t, void **blocks, unsigned n, uint32_t limit)
+static bool transfer_push(bp_arena *arena, bp_transfer *t, void **blocks, unsigned n,
+                          uint32_t limit)
 {
-    if (__atomic_load_n(&t->count, __ATOMIC_RELAXED) + n > limit)
+    /* An arena no thread is bound to would hold them until a trim. */
+    if (__atomic_load_n(&t->count, __ATOMIC_RELAXED) + n > limit ||
+        __atomic_load_n(&arena->bound_threads, __ATOMIC_RELAXED) == 0)
         return false;
     for (unsigned i = 0; i + 1 < n; i++)
         *(void **)blocks[i] = blocks[i + 1];
@@ -355,14 +399,14 @@ unsigned bp_arena_transfer_take(bp_arena *arena, unsigned cls, void **out, unsig
 
 static void free_to_bitmaps(bp_arena *arena, void **blocks, unsigned n)
 {
-    pthread_mutex_lock(&arena->lock);
+    bp_lock_acquire(&arena->lock);
     arena->counters.lock_frees++;
     for (unsigned i = 0; i < n; i++) {
         uintptr_t p = (uintptr_t)blocks[i];
         bp_chunk *chunk = bp_chunk_map_lookup(p);
         free_locked(arena, chunk, p, bp_chunk_info_at(chunk, p));
     }
-    pthread_mutex_unlock(&arena->lock);
+    bp_lock_release(&arena->lock);
 }
 
 /* One pass per arena met: the blocks of the first remaining block's arena are moved to the
@@ -383,11 +427,22 @@ void bp_arena_free_batch(void **blocks, unsigned n, bool transfer)
         }
         unsigned cls = bp_info_class(bp_chunk_info_at(first, (uintptr_t)blocks[0]));
         if (!transfer ||
-            !transfer_push(&arena->transfer[cls], blocks, mine, arena->pool->transfer_limit[cls]))
+            !transfer_push(arena, &arena->transfer[cls], blocks, mine,
+                           arena->pool->transfer_limit[cls]))
             free_to_bitmaps(arena, blocks, mine);
         blocks += mine;
         n -= mine;
     }
+}
+
+size_t bp_arena_transfer_bytes(bp_arena *arena)
+{
+    size_t bytes = 0;
+    for (unsigned cls = 0; cls < arena->pool->cache_classes; cls++)
+        for (void *b = __atomic_load_n(&arena->transfer[cls].head, __ATOMIC_ACQUIRE); b != NULL;
+             b = *(void **)b)
+            bytes += arena->pool->sc.size[cls];
+    return bytes;
 }
 
 /* Under no lock: every transfer cache of the arena back to the bitmaps. */
@@ -403,7 +458,7 @@ void bp_arena_drain_transfers(bp_arena *arena)
 
 void bp_arena_free_huge(bp_arena *arena, bp_chunk *huge)
 {
-    pthread_mutex_lock(&arena->lock);
+    bp_lock_acquire(&arena->lock);
     if (huge->prev != NULL)
         huge->prev->next = huge->next;
     else
@@ -415,7 +470,7 @@ void bp_arena_free_huge(bp_arena *arena, bp_chunk *huge)
     arena->counters.huge_bytes -= huge->map_size;
     bp_chunk copy = *huge;
     desc_give(arena, huge);
-    pthread_mutex_unlock(&arena->lock);
+    bp_lock_release(&arena->lock);
     release_huge_memory(arena, &copy);
 }
 
@@ -424,7 +479,10 @@ void bp_arena_free_huge(bp_arena *arena, bp_chunk *huge)
 size_t bp_arena_trim(bp_arena *arena)
 {
     size_t released = 0;
-    pthread_mutex_lock(&arena->lock);
+    bp_lock_acquire(&arena->lock);
+    size_t before_runs = arena->counters.chunk_bytes;
+    drain_run_caches_locked(arena);
+    released += before_runs - arena->counters.chunk_bytes;
     /* The empty subpage each class keeps goes back to its chunk ... */
     for (unsigned cls = 0; cls < arena->pool->sc.nsmall; cls++) {
         bp_subpage_link *head = &arena->small[cls];
@@ -452,7 +510,7 @@ size_t bp_arena_trim(bp_arena *arena)
             bp_chunk_delete(chunk);
         }
     }
-    pthread_mutex_unlock(&arena->lock);
+    bp_lock_release(&arena->lock);
     return released;
 }
 
@@ -461,7 +519,7 @@ size_t bp_arena_trim(bp_arena *arena)
 int bp_arena_check(bp_arena *arena)
 {
     int problems = 0;
-    pthread_mutex_lock(&arena->lock);
+    bp_lock_acquire(&arena->lock);
     const bp_size_classes *sc = &arena->pool->sc;
     size_t active = 0;
     unsigned subpages_in_chunks = 0, subpages_in_pools = 0;
@@ -503,6 +561,26 @@ int bp_arena_check(bp_arena *arena)
                    arena->index, subpages_in_pools, subpages_in_chunks);
         problems++;
     }
+    for (unsigned cls = 0; cls < sc->nclasses; cls++) {
+        const bp_run_cache *rc = &arena->run_cache[cls];
+        if (rc->count > 0 && (cls < arena->pool->cache_classes ||
+                              rc->count > arena->pool->run_cache_limit[cls])) {
+            bp_message("check: arena %u: run cache of class %u holds %u", arena->index, cls,
+                       rc->count);
+            problems++;
+        }
+        for (uint32_t i = 0; i < rc->count; i++) {
+            const bp_chunk *chunk = bp_chunk_map_lookup((uintptr_t)rc->runs[i]);
+            uint32_t info = chunk ? bp_chunk_info_at(chunk, (uintptr_t)rc->runs[i]) : 0;
+            if (chunk == NULL || chunk->arena != arena || info == 0 ||
+                bp_info_class(info) != cls) {
+                bp_message("check: arena %u: cached run %p is not a live run of class %u",
+                           arena->index, rc->runs[i], cls);
+                problems++;
+            }
+            active -= sc->size[cls]; /* used pages, not active bytes */
+        }
+    }
     size_t huge_bytes = 0;
     for (const bp_chunk *huge = arena->huge; huge != NULL; huge = huge->next) {
         huge_bytes += huge->map_size;
@@ -519,6 +597,6 @@ int bp_arena_check(bp_arena *arena)
                    arena->counters.huge_bytes);
         problems++;
     }
-    pthread_mutex_unlock(&arena->lock);
+    bp_lock_release(&arena->lock);
     return problems;
 }

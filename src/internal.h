@@ -54,6 +54,33 @@ bp_inline size_t bp_align_up(size_t x, size_t align) /* align: power of two */
 #define BP_MAP_ADDRESS_BITS  47 /* the user address space of x86-64 and arm64 Linux */
 #define BP_MAP_ENTRIES       ((size_t)1 << (BP_MAP_ADDRESS_BITS - BP_MAP_GRANULE_SHIFT))
 
+/* ------------------------------------------------------------------------------------------
+ * os.c — bp_lock: the arenas' lock. Uncontended, taking and releasing it is one atomic
+ * instruction each (a pthread mutex costs about 110 instructions a pair); contended, it spins
+ * briefly and then sleeps on a futex. state: 0 free, 1 held, 2 held with sleepers.
+ * ------------------------------------------------------------------------------------------ */
+typedef struct bp_lock {
+    uint32_t state;
+} bp_lock;
+#define BP_LOCK_INIT {0}
+
+void bp_lock_wait(bp_lock *lock);
+void bp_lock_wake(bp_lock *lock);
+
+bp_inline void bp_lock_acquire(bp_lock *lock)
+{
+    uint32_t expected = 0;
+    if (bp_likely(__atomic_compare_exchange_n(&lock->state, &expected, 1, false,
+                                              __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)))
+        return;
+    bp_lock_wait(lock);
+}
+bp_inline void bp_lock_release(bp_lock *lock)
+{
+    if (bp_unlikely(__atomic_exchange_n(&lock->state, 0, __ATOMIC_RELEASE) == 2))
+        bp_lock_wake(lock);
+}
+
 typedef struct bp_chunk bp_chunk;
 typedef struct bp_arena bp_arena;
 typedef struct bp_subpage bp_subpage;
@@ -86,6 +113,7 @@ typedef struct bp_subpage bp_subpage;
 #define BP_MAX_CLASSES     128 /* 1 GiB chunks need 100 */
 #define BP_MAX_PAGE_CLASSES 64 /* page << 14 chunks need 52 */
 #define BP_NO_PAGE_CLASS   0xff
+#define BP_MAX_CHUNK_PAGES (1u << 14)
 
 typedef struct bp_size_classes {
     unsigned page_shift;    /* log2 of the page size */
@@ -103,6 +131,8 @@ typedef struct bp_size_classes {
     uint8_t page_class_to_class[BP_MAX_PAGE_CLASSES];
     uint8_t lookup[(BP_MAX_LOOKUP >> BP_LOG2_QUANTUM) + 1]; /* (size+15)>>4 -> class */
     uint16_t bin_lookup[(BP_MAX_LOOKUP >> BP_LOG2_QUANTUM) + 1]; /* -> bp_bin_offset(class) */
+    uint8_t pages_ceil[BP_MAX_CHUNK_PAGES + 1];  /* pages -> smallest page class >= pages */
+    uint8_t pages_floor[BP_MAX_CHUNK_PAGES + 1]; /* pages -> largest page class <= pages */
 } bp_size_classes;
 
 /* 0, or EINVAL when page/chunk are outside what the tables can describe. */
@@ -124,8 +154,14 @@ bp_inline unsigned bp_size_to_class_compute(const bp_size_classes *sc, size_t si
     return (shift << BP_LOG2_GROUP) + mod;
 }
 /* Page class of a run of `pages` pages, rounded up / down. 1 <= pages <= chunk_pages. */
-unsigned bp_pages_to_page_class_ceil(const bp_size_classes *sc, size_t pages);
-unsigned bp_pages_to_page_class_floor(const bp_size_classes *sc, size_t pages);
+bp_inline unsigned bp_pages_to_page_class_ceil(const bp_size_classes *sc, size_t pages)
+{
+    return sc->pages_ceil[pages];
+}
+bp_inline unsigned bp_pages_to_page_class_floor(const bp_size_classes *sc, size_t pages)
+{
+    return sc->pages_floor[pages];
+}
 
 /* size must be <= the chunk size. */
 bp_inline unsigned bp_size_to_class(const bp_size_classes *sc, size_t size)
@@ -307,6 +343,13 @@ bp_inline uint32_t bp_chunk_info_at(const bp_chunk *chunk, uintptr_t addr)
 /* Zeros for the units of a huge block's granule. */
 extern const uint32_t bp_zero_units[BP_MAP_GRANULE >> BP_UNIT_SHIFT];
 
+/* Whether the chunk has a free run filed under page class pc or above (for aligned runs
+ * this is necessary, not sufficient). Lets the arena skip a chunk in a few instructions. */
+bp_inline bool bp_chunk_may_fit(const bp_chunk *chunk, unsigned pc)
+{
+    return (chunk->avail_mask >> pc) != 0;
+}
+
 bp_inline bp_subpage *bp_chunk_subpage(const bp_chunk *chunk, uint32_t run_offset)
 {
     return (bp_subpage *)(chunk->subpages + (size_t)run_offset * chunk->subpage_stride);
@@ -438,8 +481,18 @@ typedef struct bp_transfer {
     uint32_t count;
 } __attribute__((aligned(16))) bp_transfer;
 
+/* Recently freed runs of one normal class too large for thread caches, kept whole (neither
+ * coalesced nor split) so that the next allocation of the class skips the run search and
+ * the chunk-list moves. Under the arena lock; bounded by the pool's run_cache_limit. The
+ * runs count as used pages of their chunks but not as active bytes. */
+#define BP_RUN_CACHE_SLOTS 8
+typedef struct bp_run_cache {
+    uint32_t count;
+    void *runs[BP_RUN_CACHE_SLOTS];
+} bp_run_cache;
+
 struct bp_arena {
-    pthread_mutex_t lock;
+    bp_lock lock;
     bp_pool *pool;
     unsigned index;
     bp_chunk_list lists[BP_NLISTS];
@@ -450,6 +503,7 @@ struct bp_arena {
     unsigned bound_threads;               /* thread caches bound here (registry lock) */
     bp_subpage_link small[BP_MAX_CLASSES]; /* pools of subpages with free elements */
     bp_transfer transfer[BP_MAX_CLASSES];  /* outside the lock: see bp_transfer */
+    bp_run_cache run_cache[BP_MAX_CLASSES]; /* classes >= the pool's cache_classes */
 } __attribute__((aligned(64)));
 
 void bp_arena_init(bp_arena *arena, bp_pool *pool, unsigned index);
@@ -466,12 +520,17 @@ void bp_arena_free_batch(void **blocks, unsigned n, bool transfer);
 unsigned bp_arena_transfer_take(bp_arena *arena, unsigned cls, void **out, unsigned max);
 /* Every transfer cache of the arena back to the bitmaps. */
 void bp_arena_drain_transfers(bp_arena *arena);
+/* Bytes waiting in the arena's transfer caches; only while no thread pushes or takes. */
+size_t bp_arena_transfer_bytes(bp_arena *arena);
 void *bp_arena_alloc_aligned(bp_arena *arena, unsigned cls, size_t align);
 void *bp_arena_alloc_huge(bp_arena *arena, size_t size, size_t align);
 /* Frees the block at p in `chunk` (a pooled chunk, p inside it, info = its page_info). */
 void bp_arena_free(bp_arena *arena, bp_chunk *chunk, uintptr_t p, uint32_t info);
 void bp_arena_free_huge(bp_arena *arena, bp_chunk *huge);
-/* Releases the empty subpages and empty chunks the arena keeps; returns bytes unmapped. */
+/* Whether p waits in the arena's run cache (checked builds' double-free test). */
+bool bp_arena_run_cached(bp_arena *arena, const void *p);
+/* Releases the cached runs, empty subpages and empty chunks the arena keeps; returns bytes
+ * unmapped. */
 size_t bp_arena_trim(bp_arena *arena);
 int bp_arena_check(bp_arena *arena);
 
@@ -563,6 +622,7 @@ struct bp_pool {
     unsigned cache_classes;    /* classes 0..cache_classes-1 are thread-cached */
     size_t max_cached_size;    /* size of the largest cached class (bp_alloc's fast path) */
     uint32_t transfer_limit[BP_MAX_CLASSES]; /* blocks an arena's transfer cache may hold */
+    uint32_t run_cache_limit[BP_MAX_CLASSES]; /* runs an arena's run cache may hold */
     unsigned narenas;
     bp_arena *arenas;          /* [narenas], inside this pool's mapping */
     size_t map_size;           /* bytes of the mapping that holds the pool and arenas */

@@ -6,7 +6,9 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <linux/futex.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 /* mmap gives page alignment only: map size + align, then cut the unaligned head and the
@@ -73,6 +75,40 @@ void bp_os_unmap(const bp_os *os, void *addr, size_t size)
 {
     os->unmap(addr, size, os->ctx);
 }
+
+/* ---- bp_lock ---------------------------------------------------------------------------- */
+
+static void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ volatile("yield");
+#endif
+}
+
+/* Spin a little (the holder is usually on another core and almost done), then mark the lock
+ * contended and sleep until the holder's release wakes us. */
+void bp_lock_wait(bp_lock *lock)
+{
+    for (int spin = 0; spin < 100; spin++) {
+        cpu_relax();
+        uint32_t expected = 0;
+        if (__atomic_load_n(&lock->state, __ATOMIC_RELAXED) == 0 &&
+            __atomic_compare_exchange_n(&lock->state, &expected, 1, false, __ATOMIC_ACQUIRE,
+                                        __ATOMIC_RELAXED))
+            return;
+    }
+    while (__atomic_exchange_n(&lock->state, 2, __ATOMIC_ACQUIRE) != 0)
+        syscall(SYS_futex, &lock->state, FUTEX_WAIT_PRIVATE, 2, NULL, NULL, 0);
+}
+
+void bp_lock_wake(bp_lock *lock)
+{
+    syscall(SYS_futex, &lock->state, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+}
+
+/* ---- messages --------------------------------------------------------------------------- */
 
 static void vmessage(const char *fmt, va_list ap)
 {

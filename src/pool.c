@@ -85,6 +85,9 @@ bp_pool *bp_pool_new(const bp_config *cfg)
     if (pool->cache_classes < pool->sc.nsmall)
         pool->cache_classes = pool->sc.nsmall; /* small classes are always cached */
     pool->max_cached_size = pool->sc.size[pool->cache_classes - 1];
+    for (unsigned cls = pool->cache_classes; cls < pool->sc.nclasses; cls++) /* <= 4 MiB */
+        pool->run_cache_limit[cls] =
+            (uint32_t)BP_MIN(BP_MAX(((size_t)4 << 20) / pool->sc.size[cls], 1), BP_RUN_CACHE_SLOTS);
     for (unsigned cls = 0; cls < pool->cache_classes; cls++) /* one bin's worth per arena */
         pool->transfer_limit[cls] =
             cls < pool->sc.nsmall ? resolved.small_cache : resolved.normal_cache;
@@ -142,7 +145,7 @@ void bp_pool_counters(bp_pool *pool, bp_arena_counters *out)
     memset(out, 0, sizeof *out);
     for (unsigned i = 0; i < pool->narenas; i++) {
         bp_arena *a = &pool->arenas[i];
-        pthread_mutex_lock(&a->lock);
+        bp_lock_acquire(&a->lock);
         const bp_arena_counters *c = &a->counters;
         out->alloc_small += c->alloc_small;
         out->alloc_normal += c->alloc_normal;
@@ -157,7 +160,7 @@ void bp_pool_counters(bp_pool *pool, bp_arena_counters *out)
         out->active_bytes += c->active_bytes;
         out->chunk_bytes += c->chunk_bytes;
         out->huge_bytes += c->huge_bytes;
-        pthread_mutex_unlock(&a->lock);
+        bp_lock_release(&a->lock);
     }
 }
 

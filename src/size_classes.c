@@ -78,6 +78,13 @@ done:
         sc->run_pages[cls] = sc->size[cls] >> sc->page_shift;
         sc->run_elems[cls] = 1;
     }
+    /* Page counts to page classes: runs are filed under the floor, searched from the ceiling. */
+    for (unsigned pages = 1, pc = 0; pages <= sc->chunk_pages; pages++) {
+        while (sc->page_class_pages[pc] < pages)
+            pc++;
+        sc->pages_ceil[pages] = (uint8_t)pc;
+        sc->pages_floor[pages] = (uint8_t)(sc->page_class_pages[pc] == pages ? pc : pc - 1);
+    }
     /* The lookup table: entry i serves sizes (i-1)*16+1 .. i*16; entry 0 serves size 0. */
     unsigned cls = 0;
     for (size_t i = 0; i < sizeof sc->lookup; i++) {
@@ -90,21 +97,3 @@ done:
     return 0;
 }
 
-/* Every class from page << 2 up is a page multiple, and below that the page multiples are
- * the pages themselves rounded to a class; so the class of pages * page, found by the size
- * formula, is the ceiling page class when it is a page multiple. */
-unsigned bp_pages_to_page_class_ceil(const bp_size_classes *sc, size_t pages)
-{
-    unsigned cls = bp_size_to_class_compute(sc, pages << sc->page_shift);
-    while (sc->page_class[cls] == BP_NO_PAGE_CLASS)
-        cls++;
-    return sc->page_class[cls];
-}
-
-unsigned bp_pages_to_page_class_floor(const bp_size_classes *sc, size_t pages)
-{
-    unsigned pc = bp_pages_to_page_class_ceil(sc, pages);
-    if (sc->page_class_pages[pc] > pages)
-        pc--;
-    return pc;
-}

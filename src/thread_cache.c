@@ -72,7 +72,7 @@ static void unlink_from_pool(bp_tcache *tc)
         tc->pool->tcaches = tc->pool_next;
     if (tc->pool_next != NULL)
         tc->pool_next->pool_prev = tc->pool_prev;
-    tc->arena->bound_threads--;
+    __atomic_sub_fetch(&tc->arena->bound_threads, 1, __ATOMIC_RELAXED);
     tc->pool_prev = tc->pool_next = NULL;
 }
 
@@ -123,7 +123,7 @@ static bp_arena *bind_arena(bp_pool *pool)
     for (unsigned i = 1; i < pool->narenas; i++)
         if (pool->arenas[i].bound_threads < best->bound_threads)
             best = &pool->arenas[i];
-    best->bound_threads++;
+    __atomic_add_fetch(&best->bound_threads, 1, __ATOMIC_RELAXED);
     return best;
 }
 

@@ -15,6 +15,7 @@ static bp_pool *new_pool(size_t page, size_t chunk)
     cfg.small_cache = cfg.normal_cache = 0; /* these tests watch the arena itself */
     bp_pool *pool = bp_pool_new(&cfg);
     REQUIRE(pool != NULL);
+    memset(pool->run_cache_limit, 0, sizeof pool->run_cache_limit); /* every run goes back */
     return pool;
 }
 
