@@ -149,8 +149,8 @@ static void malloc_trim_all(void)
     int (*mallctl)(const char *, void *, size_t *, void *, size_t) =
         (int (*)(const char *, void *, size_t *, void *, size_t))dlsym(RTLD_DEFAULT, "mallctl");
     void (*mi_collect)(bool) = (void (*)(bool))dlsym(RTLD_DEFAULT, "mi_collect");
-    void (*tc_release)(void) = (void (*)(void))dlsym(RTLD_DEFAULT,
-                                                     "MallocExtension_ReleaseFreeMemory");
+    void (*tc_release)(void) =
+        (void (*)(void))dlsym(RTLD_DEFAULT, "MallocExtension_ReleaseFreeMemory");
     if (mallctl != NULL)
         mallctl("arena.4096.purge", NULL, NULL, NULL, 0);
     if (mi_collect != NULL)
@@ -252,7 +252,9 @@ typedef struct figure {
 } figure;
 
 #define FIG(name, group, fn, threads, iterations, size, ops)                                       \
-    {name, group, bp_##fn, malloc_##fn, threads, iterations, size, ops, false}
+    {                                                                                              \
+        name, group, bp_##fn, malloc_##fn, threads, iterations, size, ops, false                   \
+    }
 #define PAIR(name, size, iterations) FIG(name, "pairs", pair_thread, 1, iterations, size, 1)
 
 static const figure figures[] = {
@@ -329,8 +331,8 @@ static void run_memory(void)
         malloc_memory_run(&a, &m);
     printf("memory\tpeak-rss/requested\t%.6g\tx\t%ld\n",
            (double)(m.rss_peak - m.rss_start) / (double)m.requested, a.iterations);
-    printf("memory\trss-after-trim/start\t%.6g\tx\t%ld\n",
-           (double)m.rss_end / (double)m.rss_start, a.iterations);
+    printf("memory\trss-after-trim/start\t%.6g\tx\t%ld\n", (double)m.rss_end / (double)m.rss_start,
+           a.iterations);
     printf("memory\tretained-after-trim\t%.6g\tMiB\t%ld\n",
            ((double)m.rss_end - (double)m.rss_start) / 1048576.0, a.iterations);
     fflush(stdout);

@@ -193,8 +193,8 @@ void bp_free(void *p)
     uintptr_t a = (uintptr_t)p;
     bp_chunk *chunk = bp_chunk_map_lookup(a);
     if (bp_likely(chunk != NULL)) {
-        bp_tcache_bin *bin = bp_bin_at(bp_tls_bins[chunk->tc_slot],
-                                       (uint16_t)bp_chunk_info_at(chunk, a));
+        bp_tcache_bin *bin =
+            bp_bin_at(bp_tls_bins[chunk->tc_slot], (uint16_t)bp_chunk_info_at(chunk, a));
         void **head = bin->head;
         if (bp_likely(head != bin->full)) {
             *--head = p;
@@ -211,8 +211,7 @@ void bp_free_sized(void *p, size_t size)
         return;
     if (BP_CHECKED) {
         block b = find_block("bp_free_sized", p);
-        size_t usable = b.info != 0 ? b.chunk->pool->sc.size[bp_info_class(b.info)]
-                                    : b.chunk->size;
+        size_t usable = b.info != 0 ? b.chunk->pool->sc.size[bp_info_class(b.info)] : b.chunk->size;
         if (size > usable)
             bp_fatal("bp_free_sized(%p, %zu): the block holds only %zu bytes", p, size, usable);
     }

@@ -165,7 +165,7 @@ void *bp_arena_alloc(bp_arena *arena, unsigned cls)
     bp_lock_acquire(&arena->lock);
     arena->counters.lock_allocs++;
     void *p = bp_class_is_small(&arena->pool->sc, cls) ? alloc_small_locked(arena, cls)
-                                                         : alloc_normal_locked(arena, cls, 1);
+                                                       : alloc_normal_locked(arena, cls, 1);
     bp_lock_release(&arena->lock);
     return p;
 }
@@ -426,9 +426,8 @@ void bp_arena_free_batch(void **blocks, unsigned n, bool transfer)
             }
         }
         unsigned cls = bp_info_class(bp_chunk_info_at(first, (uintptr_t)blocks[0]));
-        if (!transfer ||
-            !transfer_push(arena, &arena->transfer[cls], blocks, mine,
-                           arena->pool->transfer_limit[cls]))
+        if (!transfer || !transfer_push(arena, &arena->transfer[cls], blocks, mine,
+                                        arena->pool->transfer_limit[cls]))
             free_to_bitmaps(arena, blocks, mine);
         blocks += mine;
         n -= mine;
@@ -544,15 +543,15 @@ int bp_arena_check(bp_arena *arena)
             subpages_in_pools++;
             if (sp->class_index != cls || !sp->in_pool || sp->free_count == 0 ||
                 sp->chunk->arena != arena) {
-                bp_message("check: arena %u: subpage at page %u misfiled in pool %u",
-                           arena->index, sp->run_offset, cls);
+                bp_message("check: arena %u: subpage at page %u misfiled in pool %u", arena->index,
+                           sp->run_offset, cls);
                 problems++;
             }
             empty += sp->free_count == sp->elem_count;
         }
         if (empty > 1) {
-            bp_message("check: arena %u: %u empty subpages kept for class %u", arena->index,
-                       empty, cls);
+            bp_message("check: arena %u: %u empty subpages kept for class %u", arena->index, empty,
+                       cls);
             problems++;
         }
     }
@@ -563,8 +562,8 @@ int bp_arena_check(bp_arena *arena)
     }
     for (unsigned cls = 0; cls < sc->nclasses; cls++) {
         const bp_run_cache *rc = &arena->run_cache[cls];
-        if (rc->count > 0 && (cls < arena->pool->cache_classes ||
-                              rc->count > arena->pool->run_cache_limit[cls])) {
+        if (rc->count > 0 &&
+            (cls < arena->pool->cache_classes || rc->count > arena->pool->run_cache_limit[cls])) {
             bp_message("check: arena %u: run cache of class %u holds %u", arena->index, cls,
                        rc->count);
             problems++;
@@ -572,8 +571,7 @@ int bp_arena_check(bp_arena *arena)
         for (uint32_t i = 0; i < rc->count; i++) {
             const bp_chunk *chunk = bp_chunk_map_lookup((uintptr_t)rc->runs[i]);
             uint32_t info = chunk ? bp_chunk_info_at(chunk, (uintptr_t)rc->runs[i]) : 0;
-            if (chunk == NULL || chunk->arena != arena || info == 0 ||
-                bp_info_class(info) != cls) {
+            if (chunk == NULL || chunk->arena != arena || info == 0 || bp_info_class(info) != cls) {
                 bp_message("check: arena %u: cached run %p is not a live run of class %u",
                            arena->index, rc->runs[i], cls);
                 problems++;

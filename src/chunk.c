@@ -142,8 +142,7 @@ void bp_chunk_delete(bp_chunk *chunk)
 
 /* ---- runs ------------------------------------------------------------------------------- */
 
-static void mark_used(bp_chunk *chunk, uint32_t offset, uint32_t pages, unsigned cls,
-                      bool subpage)
+static void mark_used(bp_chunk *chunk, uint32_t offset, uint32_t pages, unsigned cls, bool subpage)
 {
     uint64_t handle = bp_handle_make(offset, pages, true, subpage, 0);
     chunk->run_map[offset] = handle;
@@ -267,8 +266,8 @@ int bp_chunk_check(const bp_chunk *chunk)
         CHECK(chunk->run_map[off + pages - 1] == h, "run %u+%u: last page disagrees", at, off,
               pages);
         for (uint32_t i = off + 1; i + 1 < off + pages; i++)
-            CHECK(chunk->run_map[i] == 0, "run %u+%u: interior page %u in run_map", at, off,
-                  pages, i);
+            CHECK(chunk->run_map[i] == 0, "run %u+%u: interior page %u in run_map", at, off, pages,
+                  i);
         if (!bp_handle_used(h)) {
             unsigned pc = bp_pages_to_page_class_floor(sc, pages);
             CHECK(!previous_free, "free run %u+%u follows a free run", at, off, pages);
@@ -283,8 +282,8 @@ int bp_chunk_check(const bp_chunk *chunk)
             const bp_subpage *sp = bp_chunk_subpage(chunk, off);
             CHECK(sp->chunk == chunk && sp->run_offset == off && sp->run_pages == pages,
                   "subpage at %u does not describe its run", at, off);
-            CHECK(sc->run_pages[sp->class_index] == pages, "subpage at %u has %u pages", at,
-                  off, pages);
+            CHECK(sc->run_pages[sp->class_index] == pages, "subpage at %u has %u pages", at, off,
+                  pages);
             CHECK(units_equal(chunk, off, pages, bp_info_make(sp->class_index, off, true)),
                   "subpage at %u: unit_info disagrees", at, off);
             problems += bp_subpage_check(sp);

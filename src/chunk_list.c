@@ -6,9 +6,8 @@ static const struct {
     const char *name;
     int min_usage, max_usage;
 } bands[BP_NLISTS] = {
-    [BP_QINIT] = {"qInit", -1, 25}, [BP_Q000] = {"q000", 1, 50},
-    [BP_Q025] = {"q025", 25, 75},   [BP_Q050] = {"q050", 50, 100},
-    [BP_Q075] = {"q075", 75, 100},  [BP_Q100] = {"q100", 100, 101},
+    [BP_QINIT] = {"qInit", -1, 25}, [BP_Q000] = {"q000", 1, 50},   [BP_Q025] = {"q025", 25, 75},
+    [BP_Q050] = {"q050", 50, 100},  [BP_Q075] = {"q075", 75, 100}, [BP_Q100] = {"q100", 100, 101},
 };
 
 void bp_chunk_lists_init(bp_chunk_list lists[BP_NLISTS], uint32_t chunk_pages)

@@ -23,8 +23,8 @@ static int reserve_locked(void)
 {
     if (bp_chunk_map != boot_table)
         return 0;
-    void *table = mmap(NULL, TABLE_BYTES, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
-                       -1, 0);
+    void *table =
+        mmap(NULL, TABLE_BYTES, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (table == MAP_FAILED) {
         bp_message("cannot reserve %zu MiB of address space for the chunk map (errno %d)",
                    TABLE_BYTES >> 20, errno);

@@ -26,8 +26,7 @@
 
 /* Assertions on internal state. Active in checked builds only; never allocate. */
 #if BP_CHECKED
-#define bp_assert(cond)                                                                            \
-    ((cond) ? (void)0 : bp_assert_fail(#cond, __FILE__, __LINE__, __func__))
+#define bp_assert(cond) ((cond) ? (void)0 : bp_assert_fail(#cond, __FILE__, __LINE__, __func__))
 #else
 #define bp_assert(cond) ((void)0)
 #endif
@@ -62,7 +61,10 @@ bp_inline size_t bp_align_up(size_t x, size_t align) /* align: power of two */
 typedef struct bp_lock {
     uint32_t state;
 } bp_lock;
-#define BP_LOCK_INIT {0}
+#define BP_LOCK_INIT                                                                               \
+    {                                                                                              \
+        0                                                                                          \
+    }
 
 void bp_lock_wait(bp_lock *lock);
 void bp_lock_wake(bp_lock *lock);
@@ -70,8 +72,8 @@ void bp_lock_wake(bp_lock *lock);
 bp_inline void bp_lock_acquire(bp_lock *lock)
 {
     uint32_t expected = 0;
-    if (bp_likely(__atomic_compare_exchange_n(&lock->state, &expected, 1, false,
-                                              __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)))
+    if (bp_likely(__atomic_compare_exchange_n(&lock->state, &expected, 1, false, __ATOMIC_ACQUIRE,
+                                              __ATOMIC_RELAXED)))
         return;
     bp_lock_wait(lock);
 }
@@ -105,23 +107,23 @@ typedef struct bp_subpage bp_subpage;
  * in 0..chunk, size[bp_size_to_class(s)] is the smallest class size >= max(s,1); every
  * small run holds run_elems * size bytes within run_pages pages, at most page/16 elements.
  * ------------------------------------------------------------------------------------------ */
-#define BP_LOG2_QUANTUM    4
-#define BP_QUANTUM         ((size_t)1 << BP_LOG2_QUANTUM)
-#define BP_LOG2_GROUP      2 /* four classes per doubling */
-#define BP_LOG2_MAX_LOOKUP 12
-#define BP_MAX_LOOKUP      ((size_t)1 << BP_LOG2_MAX_LOOKUP) /* table lookup up to 4 KiB */
-#define BP_MAX_CLASSES     128 /* 1 GiB chunks need 100 */
-#define BP_MAX_PAGE_CLASSES 64 /* page << 14 chunks need 52 */
-#define BP_NO_PAGE_CLASS   0xff
-#define BP_MAX_CHUNK_PAGES (1u << 14)
+#define BP_LOG2_QUANTUM     4
+#define BP_QUANTUM          ((size_t)1 << BP_LOG2_QUANTUM)
+#define BP_LOG2_GROUP       2 /* four classes per doubling */
+#define BP_LOG2_MAX_LOOKUP  12
+#define BP_MAX_LOOKUP       ((size_t)1 << BP_LOG2_MAX_LOOKUP) /* table lookup up to 4 KiB */
+#define BP_MAX_CLASSES      128                               /* 1 GiB chunks need 100 */
+#define BP_MAX_PAGE_CLASSES 64                                /* page << 14 chunks need 52 */
+#define BP_NO_PAGE_CLASS    0xff
+#define BP_MAX_CHUNK_PAGES  (1u << 14)
 
 typedef struct bp_size_classes {
-    unsigned page_shift;    /* log2 of the page size */
-    unsigned chunk_shift;   /* log2 of the chunk size */
-    unsigned chunk_pages;   /* pages per chunk */
-    unsigned nclasses;      /* classes up to and including the chunk size */
-    unsigned nsmall;        /* classes 0..nsmall-1 are small (served by subpages) */
-    unsigned npage_classes; /* classes whose size is a page multiple */
+    unsigned page_shift;                /* log2 of the page size */
+    unsigned chunk_shift;               /* log2 of the chunk size */
+    unsigned chunk_pages;               /* pages per chunk */
+    unsigned nclasses;                  /* classes up to and including the chunk size */
+    unsigned nsmall;                    /* classes 0..nsmall-1 are small (served by subpages) */
+    unsigned npage_classes;             /* classes whose size is a page multiple */
     uint32_t size[BP_MAX_CLASSES];      /* class -> size in bytes */
     uint32_t run_pages[BP_MAX_CLASSES]; /* small: pages of one subpage run; normal: size/page */
     uint32_t run_elems[BP_MAX_CLASSES]; /* small: elements per run; normal: 1 */
@@ -129,7 +131,7 @@ typedef struct bp_size_classes {
     uint8_t page_class[BP_MAX_CLASSES]; /* class -> page class, or BP_NO_PAGE_CLASS */
     uint32_t page_class_pages[BP_MAX_PAGE_CLASSES]; /* page class -> pages */
     uint8_t page_class_to_class[BP_MAX_PAGE_CLASSES];
-    uint8_t lookup[(BP_MAX_LOOKUP >> BP_LOG2_QUANTUM) + 1]; /* (size+15)>>4 -> class */
+    uint8_t lookup[(BP_MAX_LOOKUP >> BP_LOG2_QUANTUM) + 1];      /* (size+15)>>4 -> class */
     uint16_t bin_lookup[(BP_MAX_LOOKUP >> BP_LOG2_QUANTUM) + 1]; /* -> bp_bin_offset(class) */
     uint8_t pages_ceil[BP_MAX_CHUNK_PAGES + 1];  /* pages -> smallest page class >= pages */
     uint8_t pages_floor[BP_MAX_CHUNK_PAGES + 1]; /* pages -> largest page class <= pages */
@@ -146,10 +148,10 @@ bp_inline unsigned bp_size_to_class_compute(const bp_size_classes *sc, size_t si
     /* Netty's size2SizeIdx: the doubling that holds size - 1 gives the group, the top bits
      * below it the step inside the group. */
     unsigned x = bp_log2((size << 1) - 1);
-    unsigned shift = x < BP_LOG2_GROUP + BP_LOG2_QUANTUM + 1 ? 0
-                                                              : x - (BP_LOG2_GROUP + BP_LOG2_QUANTUM);
-    unsigned log2_delta = x < BP_LOG2_GROUP + BP_LOG2_QUANTUM + 1 ? BP_LOG2_QUANTUM
-                                                                  : x - BP_LOG2_GROUP - 1;
+    unsigned shift =
+        x < BP_LOG2_GROUP + BP_LOG2_QUANTUM + 1 ? 0 : x - (BP_LOG2_GROUP + BP_LOG2_QUANTUM);
+    unsigned log2_delta =
+        x < BP_LOG2_GROUP + BP_LOG2_QUANTUM + 1 ? BP_LOG2_QUANTUM : x - BP_LOG2_GROUP - 1;
     unsigned mod = (unsigned)((size - 1) >> log2_delta) & ((1u << BP_LOG2_GROUP) - 1);
     return (shift << BP_LOG2_GROUP) + mod;
 }
@@ -215,11 +217,11 @@ bp_inline uint32_t bp_class_run_pages(const bp_size_classes *sc, unsigned cls, b
  * adjacent; a free run of n pages is in avail[floor page class of n] and nowhere else;
  * free_pages == the sum of free run lengths; avail_count[pc] == bits set in avail[pc].
  * ------------------------------------------------------------------------------------------ */
-#define BP_HANDLE_OFFSET_SHIFT 49
-#define BP_HANDLE_PAGES_SHIFT  34
-#define BP_HANDLE_USED_SHIFT   33
+#define BP_HANDLE_OFFSET_SHIFT  49
+#define BP_HANDLE_PAGES_SHIFT   34
+#define BP_HANDLE_USED_SHIFT    33
 #define BP_HANDLE_SUBPAGE_SHIFT 32
-#define BP_HANDLE_FIELD_MASK   0x7fffu
+#define BP_HANDLE_FIELD_MASK    0x7fffu
 
 bp_inline uint64_t bp_handle_make(uint32_t offset, uint32_t pages, bool used, bool subpage,
                                   uint32_t bitmap_idx)
@@ -286,16 +288,16 @@ typedef struct bp_chunk_list bp_chunk_list;
  * ones bp_free reads. */
 struct bp_chunk {
     const uint32_t *unit_info_biased; /* unit_info - (base >> 12): index with address >> 12 */
-    uint32_t tc_slot;     /* the pool's slot in every thread's cache table */
-    uint32_t npages;      /* pages in the chunk; 0 for a huge block */
-    uintptr_t base;       /* first byte of the memory; aligned to BP_MAP_GRANULE or more */
-    uint8_t page_shift;   /* log2 of the pool's page size */
-    uint8_t kind;         /* enum bp_chunk_kind */
-    uint32_t *unit_info;  /* see above; NULL for a huge block */
-    bp_arena *arena;      /* owner: every change to this chunk happens under arena->lock */
+    uint32_t tc_slot;                 /* the pool's slot in every thread's cache table */
+    uint32_t npages;                  /* pages in the chunk; 0 for a huge block */
+    uintptr_t base;      /* first byte of the memory; aligned to BP_MAP_GRANULE or more */
+    uint8_t page_shift;  /* log2 of the pool's page size */
+    uint8_t kind;        /* enum bp_chunk_kind */
+    uint32_t *unit_info; /* see above; NULL for a huge block */
+    bp_arena *arena;     /* owner: every change to this chunk happens under arena->lock */
     bp_pool *pool;
-    size_t size;          /* bytes of user memory (chunk size, or the huge block's mapping) */
-    size_t map_size;      /* bytes actually mapped for the memory (huge: may exceed size) */
+    size_t size;     /* bytes of user memory (chunk size, or the huge block's mapping) */
+    size_t map_size; /* bytes actually mapped for the memory (huge: may exceed size) */
 
     /* chunk list membership (pooled) or the arena's huge list (huge) */
     bp_chunk *prev, *next;
@@ -303,14 +305,14 @@ struct bp_chunk {
 
     /* pooled chunks only */
     uint32_t free_pages;
-    uint32_t avail_words;      /* 64-bit words per free-run set */
-    uint64_t avail_mask;       /* bit pc: avail[pc] non-empty */
-    uint64_t *run_map;         /* [npages] */
-    uint64_t *avail;           /* [npage_classes][avail_words] */
-    uint32_t *avail_count;     /* [npage_classes] */
-    unsigned char *subpages;   /* [npages] slots of subpage_stride bytes */
+    uint32_t avail_words;    /* 64-bit words per free-run set */
+    uint64_t avail_mask;     /* bit pc: avail[pc] non-empty */
+    uint64_t *run_map;       /* [npages] */
+    uint64_t *avail;         /* [npage_classes][avail_words] */
+    uint32_t *avail_count;   /* [npage_classes] */
+    unsigned char *subpages; /* [npages] slots of subpage_stride bytes */
     size_t subpage_stride;
-    size_t meta_size;          /* bytes of the metadata mapping this struct heads */
+    size_t meta_size; /* bytes of the metadata mapping this struct heads */
 };
 
 bp_chunk *bp_chunk_new(bp_arena *arena);
@@ -372,8 +374,7 @@ bp_inline unsigned bp_chunk_usage(const bp_chunk *chunk) /* percent, as Netty ro
  * bursts does not split and coalesce a run on every allocation).
  *
  * Invariants: free_count == popcount(free_bits); bits at or past elem_count are 0;
- * linked (in_pool) <=> free_count > 0; every free bit below search_word is... none:
- * words below search_word hold no free element.
+ * in_pool <=> free_count > 0; the words below search_word hold no free element.
  * ------------------------------------------------------------------------------------------ */
 typedef struct bp_subpage_link {
     bp_subpage *prev, *next;
@@ -382,10 +383,10 @@ typedef struct bp_subpage_link {
 struct bp_subpage {
     bp_subpage_link link; /* in the arena's pool for this class (circular, with a head) */
     bp_chunk *chunk;
-    uint32_t run_offset;  /* first page of the run */
+    uint32_t run_offset; /* first page of the run */
     uint32_t run_pages;
     uint32_t elem_size;
-    uint32_t div_magic;   /* ceil(2^32 / elem_size) */
+    uint32_t div_magic; /* ceil(2^32 / elem_size) */
     uint16_t elem_count;
     uint16_t free_count;
     uint16_t words;       /* 64-bit words of free_bits in use */
@@ -438,7 +439,7 @@ struct bp_chunk_list {
     bp_chunk_list *next_list; /* fuller */
     bp_chunk_list *prev_list; /* emptier; NULL: release the chunk; self: stay */
     int min_usage, max_usage;
-    uint32_t max_run_pages;   /* the largest run a chunk in this list can still have free */
+    uint32_t max_run_pages; /* the largest run a chunk in this list can still have free */
     uint32_t nchunks;
     const char *name;
 };
@@ -468,9 +469,9 @@ typedef struct bp_arena_counters {
     uint64_t free_small, free_normal, free_huge;
     uint64_t chunks_mapped, chunks_unmapped;
     uint64_t lock_allocs, lock_frees; /* lock acquisitions that allocated / freed blocks */
-    size_t active_bytes;   /* bytes in live blocks, at class size */
-    size_t chunk_bytes;    /* bytes of chunk memory mapped */
-    size_t huge_bytes;     /* bytes of huge blocks mapped */
+    size_t active_bytes;              /* bytes in live blocks, at class size */
+    size_t chunk_bytes;               /* bytes of chunk memory mapped */
+    size_t huge_bytes;                /* bytes of huge blocks mapped */
 } bp_arena_counters;
 
 /* A transfer cache: blocks of one class that a thread cache overflowed with, linked through
@@ -496,13 +497,13 @@ struct bp_arena {
     bp_pool *pool;
     unsigned index;
     bp_chunk_list lists[BP_NLISTS];
-    bp_chunk *huge;                       /* doubly linked through prev/next */
-    bp_chunk *desc_free;                  /* unused huge descriptors, linked through next */
-    struct desc_slab *desc_slabs;         /* mappings the descriptors are carved from */
+    bp_chunk *huge;               /* doubly linked through prev/next */
+    bp_chunk *desc_free;          /* unused huge descriptors, linked through next */
+    struct desc_slab *desc_slabs; /* mappings the descriptors are carved from */
     bp_arena_counters counters;
-    unsigned bound_threads;               /* thread caches bound here (registry lock) */
-    bp_subpage_link small[BP_MAX_CLASSES]; /* pools of subpages with free elements */
-    bp_transfer transfer[BP_MAX_CLASSES];  /* outside the lock: see bp_transfer */
+    unsigned bound_threads;                 /* thread caches bound here (registry lock) */
+    bp_subpage_link small[BP_MAX_CLASSES];  /* pools of subpages with free elements */
+    bp_transfer transfer[BP_MAX_CLASSES];   /* outside the lock: see bp_transfer */
     bp_run_cache run_cache[BP_MAX_CLASSES]; /* classes >= the pool's cache_classes */
 } __attribute__((aligned(64)));
 
@@ -548,10 +549,10 @@ int bp_arena_check(bp_arena *arena);
  *
  * A thread reaches its cache for a pool through bp_tls_bins[pool->tc_slot]. Every slot
  * starts at the static empty cache, whose bins have head == empty == full == NULL: alloc
- * misses, free overflows, both land in the slow path, which sets the thread up. So the fast paths never ask "initialised?", and
- * nothing ever writes to the shared static objects. Bin 0 stays in that state in every cache:
- * bp_free indexes bins by class + 1 straight from unit_info, so a unit without a block (0)
- * lands in bin 0 and goes to the slow path with no extra test.
+ * misses, free overflows, both land in the slow path, which sets the thread up. So the fast paths
+ * never ask "initialised?", and nothing ever writes to the shared static objects. Bin 0 stays in
+ * that state in every cache: bp_free indexes bins by class + 1 straight from unit_info, so a unit
+ * without a block (0) lands in bin 0 and goes to the slow path with no extra test.
  *
  * Invariants: full <= head <= empty and empty - full == capacity in every bin; an entry is
  * a live block of the cache's pool whose class is the bin's (bin - 1); hits counts the
@@ -571,14 +572,14 @@ typedef struct bp_tcache_bin {
 typedef struct bp_tcache bp_tcache;
 
 struct bp_tcache {
-    int32_t countdown;     /* allocations until the next trim */
-    uint32_t nbins;        /* classes + 1 */
-    bp_pool *pool;         /* NULL once orphaned: its pool was destroyed */
-    bp_arena *arena;       /* the arena this thread is bound to in the pool */
+    int32_t countdown;                /* allocations until the next trim */
+    uint32_t nbins;                   /* classes + 1 */
+    bp_pool *pool;                    /* NULL once orphaned: its pool was destroyed */
+    bp_arena *arena;                  /* the arena this thread is bound to in the pool */
     bp_tcache *pool_prev, *pool_next; /* the pool's caches (registry lock) */
     size_t map_size;
     uint64_t trims, flushes, refills;
-    bp_tcache_bin bins[];  /* [nbins]; bin c + 1 caches class c; bin 0 always looks full */
+    bp_tcache_bin bins[]; /* [nbins]; bin c + 1 caches class c; bin 0 always looks full */
 };
 _Static_assert(sizeof(bp_tcache_bin) == BP_BIN_SIZE, "unit_info encodes bin offsets");
 
@@ -614,19 +615,19 @@ size_t bp_tcache_cached_class(bp_pool *pool, unsigned cls);
  * pool.c — a pool: its configuration, size classes, arenas and OS layer.
  * ------------------------------------------------------------------------------------------ */
 struct bp_pool {
-    bp_size_classes sc;        /* first: the fast path's lookup table is at a small offset */
-    uint32_t tc_slot;          /* slot in bp_thread.caches; BP_TCACHE_SLOTS = uncached */
-    bp_config config;          /* as resolved at bp_pool_new (defaults filled in) */
-    bp_os os;                  /* copied from config.os */
+    bp_size_classes sc; /* first: the fast path's lookup table is at a small offset */
+    uint32_t tc_slot;   /* slot in bp_thread.caches; BP_TCACHE_SLOTS = uncached */
+    bp_config config;   /* as resolved at bp_pool_new (defaults filled in) */
+    bp_os os;           /* copied from config.os */
     size_t page_size, chunk_size;
-    unsigned cache_classes;    /* classes 0..cache_classes-1 are thread-cached */
-    size_t max_cached_size;    /* size of the largest cached class (bp_alloc's fast path) */
-    uint32_t transfer_limit[BP_MAX_CLASSES]; /* blocks an arena's transfer cache may hold */
+    unsigned cache_classes; /* classes 0..cache_classes-1 are thread-cached */
+    size_t max_cached_size; /* size of the largest cached class (bp_alloc's fast path) */
+    uint32_t transfer_limit[BP_MAX_CLASSES];  /* blocks an arena's transfer cache may hold */
     uint32_t run_cache_limit[BP_MAX_CLASSES]; /* runs an arena's run cache may hold */
     unsigned narenas;
-    bp_arena *arenas;          /* [narenas], inside this pool's mapping */
-    size_t map_size;           /* bytes of the mapping that holds the pool and arenas */
-    bp_tcache *tcaches;        /* every thread's cache for this pool (registry lock) */
+    bp_arena *arenas;   /* [narenas], inside this pool's mapping */
+    size_t map_size;    /* bytes of the mapping that holds the pool and arenas */
+    bp_tcache *tcaches; /* every thread's cache for this pool (registry lock) */
     uint64_t magic;
 };
 #define BP_POOL_MAGIC 0x627566706f6f6c31ull /* "bufpool1" */

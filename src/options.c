@@ -14,7 +14,9 @@ typedef struct option {
     uint64_t min, max; /* accepted range; checked again by bp_pool_new for derived rules */
 } option;
 
+/* clang-format off */
 #define OPT(field, kind, min, max) {#field, offsetof(bp_config, field), kind, min, max}
+/* clang-format on */
 
 static const option options[] = {
     OPT(page_size, OPT_SIZE, 4096, 65536),
@@ -69,9 +71,12 @@ static bool parse_number(const char *s, size_t len, uint64_t *out)
     if (i < len) {
         unsigned shift;
         switch (s[i]) {
-        case 'k': case 'K': shift = 10; break;
-        case 'm': case 'M': shift = 20; break;
-        case 'g': case 'G': shift = 30; break;
+        case 'k':
+        case 'K': shift = 10; break;
+        case 'm':
+        case 'M': shift = 20; break;
+        case 'g':
+        case 'G': shift = 30; break;
         default: return false;
         }
         if (i + 1 != len || v > (UINT64_MAX >> shift))
@@ -106,8 +111,7 @@ static void warn_unknown(const char *source, const char *key, size_t len)
     size_t n = 0;
     names[0] = '\0';
     for (size_t i = 0; i < sizeof options / sizeof options[0] && n < sizeof names; i++)
-        n += (size_t)snprintf(names + n, sizeof names - n, "%s%s", i ? ", " : "",
-                              options[i].name);
+        n += (size_t)snprintf(names + n, sizeof names - n, "%s%s", i ? ", " : "", options[i].name);
     bp_message("%s: unknown key '%.*s' ignored (keys: %s)", source, (int)len, key, names);
 }
 
@@ -136,8 +140,8 @@ int bp_options_apply(bp_config *cfg, const char *conf, const char *source)
             } else if (!parse_number(value, value_len, &v) || v < opt->min || v > opt->max) {
                 bp_message("%s: bad value '%.*s' for %s (accepted: %llu..%llu, K/M/G suffixes); "
                            "default kept",
-                           source, (int)value_len, value, opt->name,
-                           (unsigned long long)opt->min, (unsigned long long)opt->max);
+                           source, (int)value_len, value, opt->name, (unsigned long long)opt->min,
+                           (unsigned long long)opt->max);
                 errors++;
             } else {
                 store(cfg, opt, v);

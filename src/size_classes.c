@@ -96,4 +96,3 @@ done:
     }
     return 0;
 }
-

@@ -146,8 +146,8 @@ static bp_tcache *tcache_new(bp_pool *pool)
         bp_tcache_bin *bin = &tc->bins[cls + 1];
         bin->capacity = (uint16_t)bin_capacity(pool, cls);
         /* Start with about 32 KiB worth per refill: many small blocks, few large ones. */
-        uint32_t fill = BP_MIN(BP_MAX(bin->capacity / 2u, 1u),
-                               BP_MAX((32u << 10) / pool->sc.size[cls], 1u));
+        uint32_t fill =
+            BP_MIN(BP_MAX(bin->capacity / 2u, 1u), BP_MAX((32u << 10) / pool->sc.size[cls], 1u));
         bin->fill = (uint16_t)fill;
         bin->full = stack;
         stack += bin->capacity;

@@ -40,7 +40,7 @@ static int test_checks;
         test_checks++;                                                                             \
         if (!(cond)) {                                                                             \
             test_failures++;                                                                       \
-            fprintf(stderr, "%s:%d: REQUIRE(%s) failed; stopping\n", __FILE__, __LINE__, #cond);  \
+            fprintf(stderr, "%s:%d: REQUIRE(%s) failed; stopping\n", __FILE__, __LINE__, #cond);   \
             exit(1);                                                                               \
         }                                                                                          \
     } while (0)

@@ -179,8 +179,8 @@ static void test_chunk_list_moves(void)
     struct {
         int count;
         const char *list;
-    } up[] = {{1, "qInit"}, {3, "qInit"}, {4, "q000"},  {7, "q000"},
-              {8, "q025"},  {11, "q025"}, {12, "q050"}, {15, "q050"}, {16, "q100"}};
+    } up[] = {{1, "qInit"}, {3, "qInit"}, {4, "q000"},  {7, "q000"}, {8, "q025"},
+              {11, "q025"}, {12, "q050"}, {15, "q050"}, {16, "q100"}};
     int live = 0;
     for (size_t i = 0; i < sizeof up / sizeof up[0]; i++) {
         while (live < up[i].count)
@@ -188,16 +188,15 @@ static void test_chunk_list_moves(void)
         bp_chunk *chunk = bp_chunk_map_lookup((uintptr_t)runs[0]);
         CHECK(strcmp(chunk->list->name, up[i].list) == 0);
         if (strcmp(chunk->list->name, up[i].list) != 0)
-            fprintf(stderr, "  %d runs: in %s, expected %s\n", live, chunk->list->name,
-                    up[i].list);
+            fprintf(stderr, "  %d runs: in %s, expected %s\n", live, chunk->list->name, up[i].list);
     }
     for (int i = 1; i < 16; i++)
         CHECK(bp_chunk_map_lookup((uintptr_t)runs[i]) == bp_chunk_map_lookup((uintptr_t)runs[0]));
     struct {
         int count;
         const char *list;
-    } down[] = {{15, "q075"}, {12, "q075"}, {11, "q050"}, {8, "q050"}, {7, "q025"},
-                {4, "q025"},  {3, "q000"},  {1, "q000"}};
+    } down[] = {{15, "q075"}, {12, "q075"}, {11, "q050"}, {8, "q050"},
+                {7, "q025"},  {4, "q025"},  {3, "q000"},  {1, "q000"}};
     for (size_t i = 0; i < sizeof down / sizeof down[0]; i++) {
         while (live > down[i].count)
             bp_free(runs[--live]);

@@ -124,8 +124,8 @@ static void test_every_mapping_fails_once(void)
     }
     CHECK_EQ(failed_pools, 1);
     CHECK(failed_allocs >= total / 2);
-    printf("%lu refusals: %lu at pool creation, %lu surfaced as NULL/ENOMEM\n", total,
-           failed_pools, failed_allocs);
+    printf("%lu refusals: %lu at pool creation, %lu surfaced as NULL/ENOMEM\n", total, failed_pools,
+           failed_allocs);
 }
 
 int main(void)

@@ -123,8 +123,9 @@ static void *stress_thread(void *arg)
             live[s] = NULL;
         } else {
             uint64_t r = test_below(&rng, 100);
-            size_t n = r < 80 ? test_below(&rng, 512) : r < 97 ? test_below(&rng, 40000)
-                                                                : test_below(&rng, 300000);
+            size_t n = r < 80   ? test_below(&rng, 512)
+                       : r < 97 ? test_below(&rng, 40000)
+                                : test_below(&rng, 300000);
             void *p = bp_alloc(a->pool, n);
             if (p == NULL || bp_usable_size(p) < n) {
                 a->failures++;
@@ -157,8 +158,8 @@ static void test_stress(void)
         boxes[i].n = 0;
     }
     for (unsigned i = 0; i < THREADS; i++) {
-        args[i] = (stress_arg){pool, i, THREADS, seed + i * 0x9e3779b97f4a7c15ull, ops, boxes,
-                               0, 0};
+        args[i] =
+            (stress_arg){pool, i, THREADS, seed + i * 0x9e3779b97f4a7c15ull, ops, boxes, 0, 0};
         pthread_create(&tids[i], NULL, stress_thread, &args[i]);
     }
     long failures = 0, handed = 0;
@@ -189,8 +190,8 @@ static void test_stress(void)
     bp_pool_counters(pool, &c);
     CHECK_EQ(c.active_bytes, 0);
     CHECK_EQ(bound_threads(pool), 1); /* the main thread, which drained the mailboxes */
-    printf("  %ld ops in %d threads, %ld blocks freed by another thread\n", ops * THREADS,
-           THREADS, handed);
+    printf("  %ld ops in %d threads, %ld blocks freed by another thread\n", ops * THREADS, THREADS,
+           handed);
     bp_pool_destroy(pool);
 }
 
@@ -248,7 +249,7 @@ static void test_trim(void)
     for (int i = 0; i < 300; i++)
         bp_free(p[i]);
     CHECK_EQ(bp_tcache_cached_class(pool, c64), 256); /* full; the rest went to the arena */
-    for (int i = 0; i < 700; i++) /* allocations 301..1000: the first trim */
+    for (int i = 0; i < 700; i++)                     /* allocations 301..1000: the first trim */
         bp_free(bp_alloc(pool, 128));
     /* the 64 B bin served 300 >= 256 in the first interval: it keeps everything */
     CHECK_EQ(bp_tcache_cached_class(pool, c64), 256);

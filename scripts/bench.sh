@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# The README's main command: installs what is missing, builds, and runs the benchmark suite
+# (bufpool against glibc, jemalloc, mimalloc and tcmalloc). Arguments go to scripts/bench.py
+# (--quick, --icount, --repeat N).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/deps.sh bench
+cmake -S . -B build/release -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build build/release -j"$(nproc)" >/dev/null
+exec python3 scripts/bench.py --build build/release "$@"

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs, from Debian's archive, what bufpool's build, tests and benchmarks need and the
+# machine lacks. Quiet and quick when everything is there.
+#   scripts/deps.sh          build and test tools
+#   scripts/deps.sh bench    also jemalloc, mimalloc and tcmalloc for the comparisons
+set -euo pipefail
+
+tools=(cmake:cmake make:make gcc:gcc clang:clang valgrind:valgrind clang-format:clang-format
+       python3:python3)
+missing=()
+for entry in "${tools[@]}"; do
+    command -v "${entry%%:*}" >/dev/null 2>&1 || missing+=("${entry#*:}")
+done
+optional=()
+if [[ ${1:-} == bench ]]; then
+    for pkg in libjemalloc2 libmimalloc2.0 libtcmalloc-minimal4; do
+        dpkg -s "$pkg" >/dev/null 2>&1 || optional+=("$pkg")
+    done
+fi
+[[ ${#missing[@]} -eq 0 && ${#optional[@]} -eq 0 ]] && exit 0
+
+if [[ $(id -u) -ne 0 ]] || ! command -v apt-get >/dev/null 2>&1; then
+    echo "deps: cannot install (not root, or no apt-get): ${missing[*]} ${optional[*]}" >&2
+    [[ ${#missing[@]} -eq 0 ]] || { echo "deps: install these first: ${missing[*]}" >&2; exit 1; }
+    exit 0
+fi
+echo "deps: installing ${missing[*]} ${optional[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq >/dev/null 2>&1 || echo "deps: apt-get update failed; trying the cached lists" >&2
+if [[ ${#missing[@]} -gt 0 ]]; then
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+for pkg in "${optional[@]}"; do # a comparison allocator that cannot be had is left out
+    apt-get install -y -qq --no-install-recommends "$pkg" >/dev/null 2>&1 ||
+        echo "deps: $pkg is not available; the benchmark goes on without it" >&2
+done

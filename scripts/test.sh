@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# The README's test command: every configuration below is built and its ctest suite run;
+# ends with a line "N passed, N failed" and fails when anything failed.
+#   checked  gcc, internal checks on         asan   gcc, ASan + UBSan, checks on
+#   tsan     clang, ThreadSanitizer          clang  clang release build, checks off
+#   format   clang-format over every source  bench  the benchmark suite, --quick (smoke)
+# BP_TEST_CONFIGS selects a subset, e.g. BP_TEST_CONFIGS="checked format".
+set -uo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/deps.sh || exit 1
+configs=${BP_TEST_CONFIGS:-checked asan tsan clang format bench}
+jobs=$(nproc)
+passed=0
+failed=0
+failures=()
+
+record() { # name status
+    if [[ $2 -eq 0 ]]; then passed=$((passed + 1)); else failed=$((failed + 1)); failures+=("$1"); fi
+}
+
+run_ctest() { # name build-dir sanitizer-name cmake-args...
+    local name=$1 dir=$2 san=$3
+    shift 3
+    echo "=== $name: configure and build ($*)"
+    if ! cmake -S . -B "$dir" "$@" >"$dir.log" 2>&1 || ! cmake --build "$dir" -j"$jobs" >>"$dir.log" 2>&1; then
+        tail -40 "$dir.log"
+        record "$name: build" 1
+        return
+    fi
+    echo "=== $name: ctest"
+    local out
+    out=$(cd "$dir" && BP_SANITIZER=$san ctest --output-on-failure -j2 2>&1)
+    echo "$out" | tail -n 60
+    local summary total bad
+    summary=$(echo "$out" | grep -E '[0-9]+% tests passed, [0-9]+ tests? failed out of [0-9]+' | tail -1)
+    if [[ -z $summary ]]; then
+        record "$name: ctest did not finish" 1
+        return
+    fi
+    bad=$(echo "$summary" | sed -E 's/.* ([0-9]+) tests? failed out of ([0-9]+).*/\1/')
+    total=$(echo "$summary" | sed -E 's/.* failed out of ([0-9]+).*/\1/')
+    passed=$((passed + total - bad))
+    failed=$((failed + bad))
+    [[ $bad -eq 0 ]] || failures+=("$name: $bad of $total")
+}
+
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
+export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+export TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
+mkdir -p build
+for c in $configs; do
+    case $c in
+    checked) run_ctest checked build/checked "" -DCMAKE_C_COMPILER=gcc -DBP_CHECKED=ON ;;
+    asan) run_ctest asan build/asan address -DCMAKE_C_COMPILER=gcc -DBP_CHECKED=ON \
+        -DBP_SANITIZE=address,undefined ;;
+    tsan) run_ctest tsan build/tsan thread -DCMAKE_C_COMPILER=clang -DBP_CHECKED=ON \
+        -DBP_SANITIZE=thread ;;
+    clang) run_ctest clang build/clang "" -DCMAKE_C_COMPILER=clang ;;
+    format)
+        echo "=== format"
+        bash scripts/format-check.sh
+        record format $? ;;
+    bench)
+        echo "=== bench --quick (smoke run: figures are not measurements)"
+        bash scripts/bench.sh --quick --out build/bench-quick
+        record "bench --quick" $? ;;
+    *) echo "unknown configuration '$c'"; record "$c" 1 ;;
+    esac
+done
+echo
+[[ ${#failures[@]} -eq 0 ]] || printf 'failed: %s\n' "${failures[@]}"
+echo "$passed passed, $failed failed"
+[[ $failed -eq 0 && $passed -gt 0 ]]
