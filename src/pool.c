@@ -88,9 +88,13 @@ bp_pool *bp_pool_new(const bp_config *cfg)
     for (unsigned cls = pool->cache_classes; cls < pool->sc.nclasses; cls++) /* <= 4 MiB */
         pool->run_cache_limit[cls] =
             (uint32_t)BP_MIN(BP_MAX(((size_t)4 << 20) / pool->sc.size[cls], 1), BP_RUN_CACHE_SLOTS);
-    for (unsigned cls = 0; cls < pool->cache_classes; cls++) /* one bin's worth per arena */
-        pool->transfer_limit[cls] =
-            cls < pool->sc.nsmall ? resolved.small_cache : resolved.normal_cache;
+    /* A transfer cache holds a bin's worth, or up to 512 KiB of small blocks: a consumer
+     * thread frees in bursts as long as the queue feeding it. */
+    for (unsigned cls = 0; cls < pool->cache_classes; cls++) {
+        size_t bin = cls < pool->sc.nsmall ? resolved.small_cache : resolved.normal_cache;
+        size_t by_bytes = BP_MIN(((size_t)512 << 10) / pool->sc.size[cls], 4096);
+        pool->transfer_limit[cls] = (uint32_t)BP_MAX(bin, by_bytes);
+    }
     for (unsigned i = 0; i < pool->narenas; i++)
         bp_arena_init(&pool->arenas[i], pool, i);
     bp_tcache_pool_created(pool);
