@@ -294,6 +294,9 @@ static void free_normal_locked(bp_arena *arena, bp_chunk *chunk, uintptr_t p, ui
     arena->counters.free_normal++;
     arena->counters.active_bytes -= arena->pool->sc.size[cls];
     bp_run_cache *rc = &arena->run_cache[cls];
+    for (uint32_t i = 0; i < rc->count; i++) /* at most 8 compares */
+        if (rc->runs[i] == (void *)p)
+            bp_fatal("bp_free(%p): double free (the run is in its arena's run cache)", (void *)p);
     if (rc->count < arena->pool->run_cache_limit[cls]) {
         rc->runs[rc->count++] = (void *)p;
         return;

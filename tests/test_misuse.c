@@ -1,0 +1,187 @@
+/* test_misuse.c — misuse is reported with the address, then the process aborts: double
+ * frees, pointers into the middle of blocks, pointers no pool owns. Each case runs in a child
+ * process whose stderr the parent reads. Checked builds catch each misuse at the call;
+ * release builds catch a foreign pointer at once and the others when the block reaches its
+ * arena, which the child forces with bp_thread_flush and bp_pool_trim. */
+#include "internal.h"
+#include "test.h"
+
+#include <signal.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+typedef void (*misuse_fn)(bp_pool *pool, char *addr, size_t len);
+
+/* Runs fn in a child; expects it to die of SIGABRT having printed every word of `expect`
+ * and the address it wrote into `addr`. */
+static void expect_abort(const char *name, misuse_fn fn, const char *const *expect)
+{
+    int fds[2];
+    REQUIRE(pipe(fds) == 0);
+    fflush(stdout);
+    pid_t pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        close(fds[0]);
+        dup2(fds[1], 2);
+        char addr[64] = "";
+        bp_pool *pool = bp_pool_new(NULL);
+        fn(pool, addr, sizeof addr);
+        /* the address first, so the parent can look for it, then the report */
+        fprintf(stderr, "ADDRESS %s\n", addr);
+        fflush(stderr);
+        fn(NULL, NULL, 0); /* the misuse itself */
+        bp_thread_flush(pool);
+        bp_pool_trim(pool);
+        _exit(0); /* not caught: the parent sees a clean exit */
+    }
+    close(fds[1]);
+    char out[4096];
+    size_t len = 0;
+    ssize_t n;
+    while (len < sizeof out - 1 && (n = read(fds[0], out + len, sizeof out - 1 - len)) > 0)
+        len += (size_t)n;
+    out[len] = '\0';
+    close(fds[0]);
+    int status;
+    waitpid(pid, &status, 0);
+    bool aborted = WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT;
+    char *at = strstr(out, "ADDRESS ");
+    char address[64] = "";
+    if (at != NULL)
+        sscanf(at + 8, "%63s", address);
+    bool named = address[0] != '\0' && strstr(at + 8 + strlen(address), address) != NULL;
+    bool words = true;
+    for (const char *const *w = expect; *w != NULL; w++)
+        words &= at != NULL && strstr(at, *w) != NULL;
+    CHECK(aborted);
+    CHECK(named);
+    CHECK(words);
+    if (!aborted || !named || !words)
+        fprintf(stderr, "  %s: status %#x, output:\n%s\n", name, status, out);
+}
+
+/* Each case is called twice in the child: first with the pool to set up (writing the address
+ * the report must name), then with NULLs to commit the misuse. */
+static void *victim;
+static void *keep;
+
+static void double_free_small(bp_pool *pool, char *addr, size_t len)
+{
+    if (pool != NULL) {
+        victim = bp_alloc(pool, 100);
+        keep = bp_alloc(pool, 100); /* keeps the subpage from going back to its chunk */
+        snprintf(addr, len, "%p", victim);
+        bp_free(victim);
+        return;
+    }
+    bp_free(victim);
+}
+
+static void double_free_normal(bp_pool *pool, char *addr, size_t len)
+{
+    if (pool != NULL) {
+        victim = bp_alloc(pool, 64 << 10); /* above max_cached: straight to its arena */
+        keep = bp_alloc(pool, 64 << 10);
+        snprintf(addr, len, "%p", victim);
+        bp_free(victim);
+        return;
+    }
+    bp_free(victim);
+}
+
+static void double_free_cached_normal(bp_pool *pool, char *addr, size_t len)
+{
+    if (pool != NULL) {
+        victim = bp_alloc(pool, 20 << 10); /* a thread-cached class */
+        keep = bp_alloc(pool, 20 << 10);
+        snprintf(addr, len, "%p", victim);
+        bp_free(victim);
+        return;
+    }
+    bp_free(victim);
+}
+
+static void interior_small(bp_pool *pool, char *addr, size_t len)
+{
+    if (pool != NULL) {
+        victim = (char *)bp_alloc(pool, 100) + 16;
+        snprintf(addr, len, "%p", victim);
+        return;
+    }
+    bp_free(victim);
+}
+
+static void interior_normal(bp_pool *pool, char *addr, size_t len)
+{
+    if (pool != NULL) {
+        victim = (char *)bp_alloc(pool, 256 << 10) + 64;
+        snprintf(addr, len, "%p", victim);
+        return;
+    }
+    bp_free(victim);
+}
+
+static void interior_huge(bp_pool *pool, char *addr, size_t len)
+{
+    if (pool != NULL) {
+        victim = (char *)bp_alloc(pool, 9 << 20) + 8192;
+        snprintf(addr, len, "%p", victim);
+        return;
+    }
+    bp_free(victim);
+}
+
+static int a_global;
+
+static void foreign_global(bp_pool *pool, char *addr, size_t len)
+{
+    if (pool != NULL) {
+        snprintf(addr, len, "%p", (void *)&a_global);
+        return;
+    }
+    bp_free(&a_global);
+}
+
+static void foreign_malloc(bp_pool *pool, char *addr, size_t len)
+{
+    if (pool != NULL) {
+        victim = malloc(100);
+        snprintf(addr, len, "%p", victim);
+        return;
+    }
+    bp_free(victim);
+}
+
+static void foreign_usable_size(bp_pool *pool, char *addr, size_t len)
+{
+    if (pool != NULL) {
+        victim = malloc(100);
+        snprintf(addr, len, "%p", victim);
+        return;
+    }
+    printf("%zu\n", bp_usable_size(victim));
+}
+
+static void test_misuse(void)
+{
+    static const char *const double_free[] = {"double free", NULL};
+    static const char *const not_start[] = {"not the start", NULL};
+    static const char *const foreign[] = {"not allocated by bufpool", NULL};
+    expect_abort("double free of a small block", double_free_small, double_free);
+    expect_abort("double free of a 64 KiB block", double_free_normal, double_free);
+    expect_abort("double free of a 20 KiB block", double_free_cached_normal, double_free);
+    expect_abort("pointer inside a small block", interior_small, not_start);
+    expect_abort("pointer inside a normal block", interior_normal, not_start);
+    expect_abort("pointer inside a huge block", interior_huge, not_start);
+    expect_abort("a global's address", foreign_global, foreign);
+    expect_abort("a malloc() block", foreign_malloc, foreign);
+    expect_abort("bp_usable_size of a malloc() block", foreign_usable_size, foreign);
+}
+
+int main(void)
+{
+    RUN(test_misuse);
+    return test_report();
+}
