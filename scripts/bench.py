@@ -118,8 +118,9 @@ def table(results, names, unit_label):
         cells, tcells = [fmt(base)], [f"{fmt(base):>16}"]
         for n in names[1:]:
             v = values.get(n)
+            comparable = metric.startswith("ns") or metric.startswith("instructions")
             rt = ratio(base, v, metric) if (v is not None and base is not None and
-                                              metric.startswith("ns")) else None
+                                              comparable) else None
             cell = f"{fmt(v)} ({fmt(rt)})" if rt is not None else fmt(v)
             cells.append(cell)
             tcells.append(f"{cell:>16}")
