@@ -3,9 +3,12 @@
 #ifndef BUFPOOL_H
 #define BUFPOOL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/types.h>
+#include <sys/uio.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -122,6 +125,153 @@ BP_API size_t bp_pool_trim(bp_pool *pool);
 
 /* Returns every block this thread's cache holds for the pool to the pool's arenas. */
 BP_API void bp_thread_flush(bp_pool *pool);
+
+
+/* ------------------------------------------------------------------------------------------
+ * Buffers. A bp_buf is Netty's ByteBuf for C: bytes in pooled memory with a reader and a
+ * writer index,
+ *
+ *     +-------------------+------------------+------------------+
+ *     | discardable bytes |  readable bytes  |  writable bytes  |
+ *     0      <=        reader      <=      writer     <=     capacity   <=   max
+ *
+ * a reference count, typed big- and little-endian access, views that share memory, and
+ * composites of several buffers for gathering I/O.
+ *
+ * Error convention: calls that can fail return an int, 0 on success or a negative BP_E*
+ * code; a failed call changes nothing (indexes and bytes are as they were). Calls that make
+ * a buffer return NULL with errno set (ENOMEM, EINVAL). A buffer is not thread-safe (one
+ * thread uses it at a time) but its reference count is: retain and release may happen on
+ * any thread. Every view (slice, duplicate) holds a reference to the memory it views.
+ * ------------------------------------------------------------------------------------------ */
+typedef struct bp_buf bp_buf;
+
+enum {
+    BP_OK = 0,
+    BP_EBOUNDS = -1, /* an index or length outside what the call may touch */
+    BP_ENOMEM = -2,  /* the pool could not supply memory */
+    BP_ECAP = -3,    /* the buffer would grow past its maximum capacity (or part count) */
+    BP_ERDONLY = -4, /* a write to a read-only buffer or view */
+    BP_ESHARED = -5, /* the change would move bytes other views look at */
+    BP_EINVAL = -6,  /* a malformed argument or encoding (bad varint) */
+    BP_EIO = -7,     /* a system call failed; errno says why */
+    BP_NOTFOUND = 1  /* search: no match (not an error) */
+};
+BP_API const char *bp_strerror(int code);
+
+#define BP_RDONLY 1u /* flag: a read-only buffer or view */
+
+/* initial <= max; max 0 means "no limit" (SIZE_MAX / 2). */
+BP_API bp_buf *bp_buf_new(bp_pool *pool, size_t initial, size_t max);
+/* A buffer over caller memory [mem, mem + cap) holding `len` readable bytes; free_fn(mem, ud)
+ * runs when the last reference to the memory goes (NULL: nothing to do). */
+BP_API bp_buf *bp_buf_wrap(bp_pool *pool, void *mem, size_t cap, size_t len,
+                           void (*free_fn)(void *mem, void *ud), void *ud, unsigned flags);
+BP_API bp_buf *bp_buf_retain(bp_buf *b);
+/* Drops a reference; returns true when this was the last one and the buffer is gone. */
+BP_API bool bp_buf_release(bp_buf *b);
+BP_API uint32_t bp_buf_refcnt(const bp_buf *b);
+
+BP_API size_t bp_buf_capacity(const bp_buf *b);
+BP_API size_t bp_buf_max_capacity(const bp_buf *b);
+BP_API size_t bp_buf_reader_index(const bp_buf *b);
+BP_API size_t bp_buf_writer_index(const bp_buf *b);
+BP_API size_t bp_buf_readable(const bp_buf *b);
+BP_API size_t bp_buf_writable(const bp_buf *b); /* capacity - writer */
+/* Bytes writable without moving the data: the slack of the size class included. */
+BP_API size_t bp_buf_fast_writable(const bp_buf *b);
+BP_API bool bp_buf_is_readonly(const bp_buf *b);
+BP_API int bp_buf_set_index(bp_buf *b, size_t reader, size_t writer); /* r <= w <= capacity */
+
+typedef struct bp_mark {
+    size_t reader, writer;
+} bp_mark;
+BP_API void bp_buf_mark(const bp_buf *b, bp_mark *m);
+BP_API int bp_buf_reset(bp_buf *b, const bp_mark *m);
+BP_API void bp_buf_clear(bp_buf *b); /* reader = writer = 0 */
+/* Moves the readable bytes to index 0. BP_ESHARED while views of the memory exist. */
+BP_API int bp_buf_discard_read(bp_buf *b);
+/* Makes room for n more bytes after the writer index: capacity doubles from 64 B up to
+ * 4 MiB, then grows by 4 MiB steps, never past max. BP_ECAP, BP_ENOMEM, BP_ERDONLY. */
+BP_API int bp_buf_ensure_writable(bp_buf *b, size_t n);
+
+/* Typed access. get/set are absolute (get inside [0, writer), set inside [0, capacity));
+ * read/write are relative to the reader/writer index and move it; write grows the buffer. */
+#define BP_BUF_TYPED(name, type)                                                                   \
+    BP_API int bp_buf_get_##name(const bp_buf *b, size_t idx, type *out);                          \
+    BP_API int bp_buf_set_##name(bp_buf *b, size_t idx, type v);                                   \
+    BP_API int bp_buf_read_##name(bp_buf *b, type *out);                                           \
+    BP_API int bp_buf_write_##name(bp_buf *b, type v);
+BP_BUF_TYPED(u8, uint8_t)
+BP_BUF_TYPED(i8, int8_t)
+BP_BUF_TYPED(u16_be, uint16_t)
+BP_BUF_TYPED(u16_le, uint16_t)
+BP_BUF_TYPED(u24_be, uint32_t)
+BP_BUF_TYPED(u24_le, uint32_t)
+BP_BUF_TYPED(u32_be, uint32_t)
+BP_BUF_TYPED(u32_le, uint32_t)
+BP_BUF_TYPED(u64_be, uint64_t)
+BP_BUF_TYPED(u64_le, uint64_t)
+BP_BUF_TYPED(f32_be, float)
+BP_BUF_TYPED(f32_le, float)
+BP_BUF_TYPED(f64_be, double)
+BP_BUF_TYPED(f64_le, double)
+#undef BP_BUF_TYPED
+/* Unsigned LEB128 varints (1..10 bytes). BP_EINVAL for an overlong or overflowing encoding. */
+BP_API int bp_buf_get_uvarint(const bp_buf *b, size_t idx, uint64_t *out, size_t *len);
+BP_API int bp_buf_read_uvarint(bp_buf *b, uint64_t *out);
+BP_API int bp_buf_write_uvarint(bp_buf *b, uint64_t v);
+
+BP_API int bp_buf_get_bytes(const bp_buf *b, size_t idx, void *dst, size_t n);
+BP_API int bp_buf_set_bytes(bp_buf *b, size_t idx, const void *src, size_t n);
+BP_API int bp_buf_read_bytes(bp_buf *b, void *dst, size_t n);
+BP_API int bp_buf_write_bytes(bp_buf *b, const void *src, size_t n);
+BP_API int bp_buf_skip(bp_buf *b, size_t n);
+
+/* Views: their own indexes over [idx, idx + len) of b's memory, holding a reference to it;
+ * their capacity is fixed. BP_RDONLY makes a read-only view. NULL + errno on failure. */
+BP_API bp_buf *bp_buf_slice(bp_buf *b, size_t idx, size_t len, unsigned flags);
+/* A slice of the next len readable bytes; advances b's reader index. */
+BP_API bp_buf *bp_buf_read_slice(bp_buf *b, size_t len);
+/* A view of all of b's capacity with b's indexes. */
+BP_API bp_buf *bp_buf_duplicate(bp_buf *b, unsigned flags);
+/* A new buffer holding a copy of [idx, idx + len). */
+BP_API bp_buf *bp_buf_copy(const bp_buf *b, size_t idx, size_t len);
+
+/* Composites: the readable bytes of several buffers, in order, without copying. */
+BP_API bp_buf *bp_buf_composite(bp_pool *pool, unsigned max_parts);
+/* Takes over the caller's reference to part; its readable bytes are appended (the writer
+ * index moves). BP_ECAP when max_parts are in use, BP_EINVAL for a composite part. */
+BP_API int bp_buf_append(bp_buf *composite, bp_buf *part);
+BP_API unsigned bp_buf_part_count(const bp_buf *b);
+/* Copies every part into one: afterwards the composite has a single part. */
+BP_API int bp_buf_consolidate(bp_buf *composite);
+
+/* Up to max (<= IOV_MAX) iovecs for [off, off + len) of b; *covered gets the bytes they
+ * cover (less than len when max is too small). Returns the count, or a BP_E* code. */
+BP_API int bp_buf_iov(const bp_buf *b, size_t off, size_t len, struct iovec *iov, int max,
+                      size_t *covered);
+/* Makes n bytes writable and describes the writable extents for readv; then bp_buf_commit. */
+BP_API int bp_buf_reserve_iov(bp_buf *b, size_t n, struct iovec *iov, int max);
+/* Moves the writer index over n bytes written in place (n <= writable). */
+BP_API int bp_buf_commit(bp_buf *b, size_t n);
+/* readv of up to max bytes (0: 64 KiB) into b; writev of up to max readable bytes (0: all).
+ * Return the bytes moved, 0 at end of file (read), or BP_EIO with errno set. */
+BP_API ssize_t bp_buf_readv_fd(bp_buf *b, int fd, size_t max);
+BP_API ssize_t bp_buf_writev_fd(bp_buf *b, int fd, size_t max);
+
+/* Search over [from, to) of the readable bytes (absolute indexes). 0 and *pos, or
+ * BP_NOTFOUND. Works across the parts of a composite. */
+BP_API int bp_buf_index_of(const bp_buf *b, size_t from, size_t to, uint8_t byte, size_t *pos);
+BP_API int bp_buf_find(const bp_buf *b, size_t from, const void *needle, size_t n, size_t *pos);
+
+/* Leak detection (config leak_level: 0 off, 1 sampled, 2 sampled with touch records,
+ * 3 every buffer with touch records). A leak is a buffer still alive when bp_leak_report is
+ * called, when its pool is destroyed, or at exit; the report gives where it was allocated
+ * and where it was last touched. Returns the number of leaked buffers reported. */
+BP_API size_t bp_leak_report(bp_pool *pool, FILE *out);
+BP_API void bp_buf_touch_at(bp_buf *b, const char *hint, const char *file, int line);
+#define bp_buf_touch(b, hint) bp_buf_touch_at((b), (hint), __FILE__, __LINE__)
 
 #ifdef __cplusplus
 }

@@ -616,7 +616,7 @@ size_t bp_tcache_cached_class(bp_pool *pool, unsigned cls);
  * ------------------------------------------------------------------------------------------ */
 struct bp_pool {
     bp_size_classes sc; /* first: the fast path's lookup table is at a small offset */
-    uint32_t tc_slot;   /* slot in bp_thread.caches; BP_TCACHE_SLOTS = uncached */
+    uint32_t tc_slot;   /* slot in bp_tls_bins; BP_TCACHE_SLOTS = uncached */
     bp_config config;   /* as resolved at bp_pool_new (defaults filled in) */
     bp_os os;           /* copied from config.os */
     size_t page_size, chunk_size;
@@ -628,6 +628,14 @@ struct bp_pool {
     bp_arena *arenas;   /* [narenas], inside this pool's mapping */
     size_t map_size;    /* bytes of the mapping that holds the pool and arenas */
     bp_tcache *tcaches; /* every thread's cache for this pool (registry lock) */
+    /* leak.c's: tracked buffers (under leak_lock), the sampling counter, the pools that
+     * report at exit, and a hook bp_pool_destroy calls first (the leak report), so that this
+     * file needs no bp_buf. */
+    pthread_mutex_t leak_lock;
+    struct bp_leak *leaks;
+    uint32_t leak_sample;
+    bp_pool *leak_next;
+    void (*on_destroy)(bp_pool *pool);
     uint64_t magic;
 };
 #define BP_POOL_MAGIC 0x627566706f6f6c31ull /* "bufpool1" */
@@ -666,6 +674,79 @@ bp_inline bp_chunk *bp_chunk_map_lookup(uintptr_t addr)
     return __atomic_load_n(&bp_chunk_map[(addr >> BP_MAP_GRANULE_SHIFT) & (BP_MAP_ENTRIES - 1)],
                            __ATOMIC_ACQUIRE);
 }
+
+/* ------------------------------------------------------------------------------------------
+ * buf.c, buf_composite.c, leak.c — bp_buf.
+ *
+ * A buffer's bytes live in a bp_mem: the buffer header's own block (data inline after the
+ * header, or a wrapped caller's memory), or a separate pooled block made when the buffer
+ * grew. mem->refs counts the buffers whose bytes lie in that memory; for a header's own
+ * block (`self`) the header's life counts as one of them, so the block is freed when the
+ * buffer is released and no view looks into it any more. Views point their `mem` at the
+ * memory they view and hold a reference on it.
+ *
+ *   header block:  [ bp_buf (BP_BUF_HEADER bytes) | inline data ... ]
+ *   grown memory:  [ bp_mem (BP_MEM_HEADER bytes) | data ... ]
+ *
+ * Invariants: reader <= writer <= capacity <= max_capacity; for a contiguous buffer
+ * [data, data + capacity) lies in mem's memory and mem->refs >= 1; a composite has
+ * data == NULL, mem == NULL and parts[0..nparts) tiling [0, capacity) in order
+ * (parts[i].offset == sum of the previous lengths), each holding a reference to its buffer.
+ * ------------------------------------------------------------------------------------------ */
+enum bp_mem_kind { BP_MEM_INLINE, BP_MEM_EXTERNAL, BP_MEM_POOLED };
+
+typedef struct bp_mem {
+    uint32_t refs; /* atomic */
+    uint8_t kind;  /* enum bp_mem_kind */
+    void (*free_fn)(void *mem, void *ud); /* BP_MEM_EXTERNAL */
+    void *ud;
+    void *ext;
+} bp_mem;
+
+typedef struct bp_part {
+    bp_buf *buf;   /* a reference the composite holds */
+    uint8_t *data; /* the part's bytes */
+    size_t offset; /* where they start in the composite */
+    size_t len;
+} bp_part;
+
+struct bp_leak;
+
+#define BP_BUF_COMPOSITE 0x100u /* flag */
+
+struct bp_buf {
+    uint8_t *data; /* index 0 of this buffer's bytes; NULL for a composite */
+    size_t reader, writer, capacity, max_capacity;
+    bp_mem *mem;   /* whose memory data lies in */
+    bp_pool *pool;
+    uint32_t refcnt; /* atomic */
+    uint32_t flags;  /* BP_RDONLY, BP_BUF_COMPOSITE */
+    uint32_t nparts, max_parts;
+    bp_part *parts;
+    struct bp_leak *leak; /* leak record when this buffer is tracked */
+    bp_mem self;          /* this header's block */
+};
+#define BP_BUF_HEADER bp_align_up(sizeof(bp_buf), 16)
+#define BP_MEM_HEADER bp_align_up(sizeof(bp_mem), 16)
+
+/* buf.c: a header for a new buffer (refcnt 1, self.refs 1) with `inline_bytes` after it. */
+bp_buf *bp_buf_header_new(bp_pool *pool, size_t inline_bytes);
+void bp_buf_mem_acquire(bp_mem *m);
+void bp_buf_mem_release(bp_mem *m);
+/* A contiguous view of [idx, idx + len) of b (b contiguous). */
+bp_buf *bp_buf_view(bp_buf *b, size_t idx, size_t len, unsigned flags);
+/* buf_composite.c: copy n bytes at idx out of / into a composite (bounds checked by caller). */
+void bp_buf_composite_copy_out(const bp_buf *c, size_t idx, void *dst, size_t n);
+int bp_buf_composite_copy_in(bp_buf *c, size_t idx, const void *src, size_t n);
+int bp_buf_composite_grow(bp_buf *c, size_t min_capacity);
+void bp_buf_composite_free_parts(bp_buf *c);
+bp_buf *bp_buf_composite_slice(bp_buf *c, size_t idx, size_t len, unsigned flags);
+int bp_buf_composite_discard_read(bp_buf *c);
+size_t bp_buf_grow_capacity(size_t min_capacity, size_t max_capacity);
+/* leak.c */
+void bp_leak_track(bp_buf *b);
+void bp_leak_untrack(bp_buf *b);
+void bp_leak_pool_init(bp_pool *pool);
 
 /* ------------------------------------------------------------------------------------------
  * options.c — configuration defaults and BUFPOOL_CONF parsing.

@@ -98,6 +98,7 @@ bp_pool *bp_pool_new(const bp_config *cfg)
     for (unsigned i = 0; i < pool->narenas; i++)
         bp_arena_init(&pool->arenas[i], pool, i);
     bp_tcache_pool_created(pool);
+    bp_leak_pool_init(pool);
     return pool;
 }
 
@@ -107,6 +108,8 @@ void bp_pool_destroy(bp_pool *pool)
         return;
     if (pool->magic != BP_POOL_MAGIC)
         bp_fatal("bp_pool_destroy(%p): not a live pool", (void *)pool);
+    if (pool->on_destroy != NULL)
+        pool->on_destroy(pool);
     bp_tcache_pool_destroying(pool);
     for (unsigned i = 0; i < pool->narenas; i++)
         bp_arena_destroy(&pool->arenas[i]);
