@@ -126,7 +126,6 @@ BP_API size_t bp_pool_trim(bp_pool *pool);
 /* Returns every block this thread's cache holds for the pool to the pool's arenas. */
 BP_API void bp_thread_flush(bp_pool *pool);
 
-
 /* ------------------------------------------------------------------------------------------
  * Buffers. A bp_buf is Netty's ByteBuf for C: bytes in pooled memory with a reader and a
  * writer index,

@@ -176,8 +176,7 @@ static size_t room(const bp_buf *b)
     if (b->flags & BP_BUF_COMPOSITE)
         return b->capacity;
     switch (b->mem->kind) {
-    case BP_MEM_POOLED:
-        return bp_usable_size(b->mem) - (size_t)(b->data - (uint8_t *)b->mem);
+    case BP_MEM_POOLED: return bp_usable_size(b->mem) - (size_t)(b->data - (uint8_t *)b->mem);
     case BP_MEM_INLINE: {
         const bp_buf *owner = header_of(b->mem);
         return bp_usable_size(owner) - (size_t)(b->data - (const uint8_t *)owner);

@@ -226,8 +226,7 @@ static uint32_t segment_at(const bp_buf *b, size_t idx)
     return (b->flags & BP_BUF_COMPOSITE) && b->nparts > 0 ? part_at(b, idx) : 0;
 }
 
-int bp_buf_iov(const bp_buf *b, size_t off, size_t len, struct iovec *iov, int max,
-               size_t *covered)
+int bp_buf_iov(const bp_buf *b, size_t off, size_t len, struct iovec *iov, int max, size_t *covered)
 {
     if (max <= 0 || max > IOV_MAX)
         return BP_EINVAL;

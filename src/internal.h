@@ -696,8 +696,8 @@ bp_inline bp_chunk *bp_chunk_map_lookup(uintptr_t addr)
 enum bp_mem_kind { BP_MEM_INLINE, BP_MEM_EXTERNAL, BP_MEM_POOLED };
 
 typedef struct bp_mem {
-    uint32_t refs; /* atomic */
-    uint8_t kind;  /* enum bp_mem_kind */
+    uint32_t refs;                        /* atomic */
+    uint8_t kind;                         /* enum bp_mem_kind */
     void (*free_fn)(void *mem, void *ud); /* BP_MEM_EXTERNAL */
     void *ud;
     void *ext;
@@ -717,7 +717,7 @@ struct bp_leak;
 struct bp_buf {
     uint8_t *data; /* index 0 of this buffer's bytes; NULL for a composite */
     size_t reader, writer, capacity, max_capacity;
-    bp_mem *mem;   /* whose memory data lies in */
+    bp_mem *mem; /* whose memory data lies in */
     bp_pool *pool;
     uint32_t refcnt; /* atomic */
     uint32_t flags;  /* BP_RDONLY, BP_BUF_COMPOSITE */

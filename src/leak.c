@@ -10,7 +10,7 @@
 #include <unistd.h>
 
 #define FRAMES        16
-#define TOUCHES       4 /* the most recent touch records kept per buffer */
+#define TOUCHES       4   /* the most recent touch records kept per buffer */
 #define SAMPLE_PERIOD 128 /* levels 1 and 2 track one buffer in this many */
 
 typedef struct touch {
@@ -129,8 +129,9 @@ size_t bp_leak_report(bp_pool *pool, FILE *out)
     pthread_mutex_lock(&pool->leak_lock);
     for (bp_leak *rec = pool->leaks; rec != NULL; rec = rec->next, n++) {
         bp_buf *b = rec->buf;
-        fprintf(out, "bufpool: LEAK: bp_buf %p (capacity %zu, readable %zu, %u references) "
-                     "was never released; allocated at:\n",
+        fprintf(out,
+                "bufpool: LEAK: bp_buf %p (capacity %zu, readable %zu, %u references) "
+                "was never released; allocated at:\n",
                 (void *)b, b->capacity, b->writer - b->reader, bp_buf_refcnt(b));
         fflush(out);
         backtrace_symbols_fd(rec->frames, rec->nframes, fileno(out));

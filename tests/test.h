@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#define BP_TEST_MIN(a, b) ((a) < (b) ? (a) : (b))
+
 static int test_failures;
 static int test_checks;
 

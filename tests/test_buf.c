@@ -150,10 +150,10 @@ static void test_typed(void)
     bp_buf_write_f32_be(b, 1.5f);
     bp_buf_write_f64_le(b, -0.25);
     static const unsigned char expect[] = {
-        1, 2, 2, 1, 1, 2, 3, 3, 2, 1, 1, 2, 3, 4, 4, 3, 2, 1,
-        1, 2, 3, 4, 5, 6, 7, 8, 8, 7, 6, 5, 4, 3, 2, 1, 0xfe,
-        0x3f, 0xc0, 0, 0,                       /* 1.5f big-endian */
-        0, 0, 0, 0, 0, 0, 0xd0, 0xbf,           /* -0.25 little-endian */
+        1, 2, 2, 1, 1, 2, 3,    3,    2, 1, 1, 2, 3, 4, 4,    3,    2,    1, 1, 2,
+        3, 4, 5, 6, 7, 8, 8,    7,    6, 5, 4, 3, 2, 1, 0xfe, 0x3f, 0xc0, 0, 0, /* 1.5f big-endian
+                                                                                 */
+        0, 0, 0, 0, 0, 0, 0xd0, 0xbf, /* -0.25 little-endian */
     };
     unsigned char got[sizeof expect];
     CHECK_EQ(bp_buf_readable(b), sizeof expect);
