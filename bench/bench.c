@@ -5,6 +5,8 @@
 #include "bufpool.h"
 
 #include <dlfcn.h>
+#include <fcntl.h>
+#include <sys/uio.h>
 #include <malloc.h>
 #include <pthread.h>
 #include <stdbool.h>
@@ -184,6 +186,85 @@ static bp_pool *bench_pool;
 #undef TRIM
 #undef W
 
+/* ---- buffer workloads: bp_buf against malloc + memcpy ------------------------------------ */
+
+/* new, write 64 bytes, read them back, release. */
+static void *bp_buf_thread(void *arg)
+{
+    thread_arg *a = arg;
+    unsigned char src[64], dst[64];
+    memset(src, 7, sizeof src);
+    barrier_wait(a);
+    for (long i = 0; i < a->iterations; i++) {
+        bp_buf *b = bp_buf_new(bench_pool, 64, 0);
+        bp_buf_write_bytes(b, src, 64);
+        bp_buf_read_bytes(b, dst, 64);
+        escape(dst);
+        bp_buf_release(b);
+    }
+    return NULL;
+}
+
+static void *malloc_buf_thread(void *arg)
+{
+    thread_arg *a = arg;
+    unsigned char src[64], dst[64];
+    memset(src, 7, sizeof src);
+    barrier_wait(a);
+    for (long i = 0; i < a->iterations; i++) {
+        unsigned char *p = malloc(64);
+        memcpy(p, src, 64);
+        escape(p);
+        memcpy(dst, p, 64);
+        escape(dst);
+        free(p);
+    }
+    return NULL;
+}
+
+/* A 4 KiB message from 8 parts of 512 B, gathered into one writev to /dev/null. */
+static int devnull = -1;
+
+static void *bp_writev_thread(void *arg)
+{
+    thread_arg *a = arg;
+    unsigned char src[512];
+    memset(src, 3, sizeof src);
+    barrier_wait(a);
+    for (long i = 0; i < a->iterations; i++) {
+        bp_buf *msg = bp_buf_composite(bench_pool, 8);
+        for (int k = 0; k < 8; k++) {
+            bp_buf *part = bp_buf_new(bench_pool, 512, 0);
+            bp_buf_write_bytes(part, src, sizeof src);
+            bp_buf_append(msg, part);
+        }
+        bp_buf_writev_fd(msg, devnull, 0);
+        bp_buf_release(msg);
+    }
+    return NULL;
+}
+
+static void *malloc_writev_thread(void *arg)
+{
+    thread_arg *a = arg;
+    unsigned char src[512];
+    memset(src, 3, sizeof src);
+    barrier_wait(a);
+    for (long i = 0; i < a->iterations; i++) {
+        struct iovec iov[8];
+        for (int k = 0; k < 8; k++) {
+            iov[k].iov_base = malloc(512);
+            memcpy(iov[k].iov_base, src, sizeof src);
+            iov[k].iov_len = 512;
+        }
+        if (writev(devnull, iov, 8) < 0)
+            abort();
+        for (int k = 0; k < 8; k++)
+            free(iov[k].iov_base);
+    }
+    return NULL;
+}
+
 /* ---- running ---------------------------------------------------------------------------- */
 
 static bool use_bp;
@@ -277,6 +358,9 @@ static const figure figures[] = {
     {"prodcons-4k", "prodcons", bp_producer_thread, malloc_producer_thread, 2, 2000000, 4096, 1,
      true},
     FIG("server-2t", "server", server_thread, 2, 2000000, 0, 1),
+    FIG("buf-64-1t", "buffers", buf_thread, 1, 3000000, 64, 1),
+    FIG("buf-64-2t", "buffers", buf_thread, 2, 3000000, 64, 1),
+    FIG("buf-writev", "buffers", writev_thread, 1, 300000, 4096, 1),
 };
 
 /* The producer is thread 0, the consumer thread 1: both see the same iteration count. */
@@ -342,8 +426,9 @@ static int usage(const char *argv0)
 {
     fprintf(stderr,
             "usage: %s --api bp|malloc [--workload NAME|all] [--scale F]\n"
-            "NAME: a group (seeds pairs batches replace prodcons server memory) or one figure\n"
-            "(seeds-4t, pair-64, batch-1k, replace-1t, prodcons-64, ...)\n"
+            "NAME: a group (seeds pairs batches replace prodcons server buffers memory) or one\n"
+            "figure"
+            " (seeds-4t, pair-64, batch-1k, replace-1t, prodcons-64, buf-64-1t, ...)\n"
             "prints one tab-separated line per figure: name, metric, value, unit, operations\n",
             argv0);
     return 2;
@@ -367,6 +452,7 @@ int main(int argc, char **argv)
     use_bp = strcmp(api, "bp") == 0;
     if (use_bp)
         bench_pool = bp_pool_default();
+    devnull = open("/dev/null", O_WRONLY);
     bool all = strcmp(which, "all") == 0, any = false;
     for (size_t i = 0; i < sizeof figures / sizeof figures[0]; i++) {
         const figure *f = &figures[i];

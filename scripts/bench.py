@@ -20,9 +20,9 @@ import subprocess
 import sys
 import tempfile
 
-GROUPS = ["seeds", "pairs", "batches", "replace", "prodcons", "server", "memory"]
+GROUPS = ["seeds", "pairs", "batches", "replace", "prodcons", "server", "buffers", "memory"]
 ICOUNT_FIGURES = ["pair-16", "pair-64", "pair-256", "pair-1k", "pair-4k", "pair-32k",
-                  "pair-256k", "pair-1m", "batch-1k", "batch-64k", "replace-1t"]
+                  "pair-256k", "pair-1m", "batch-1k", "batch-64k", "replace-1t", "buf-64-1t"]
 
 
 def find_library(pattern):

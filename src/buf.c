@@ -37,7 +37,9 @@ void bp_buf_mem_acquire(bp_mem *m)
 
 void bp_buf_mem_release(bp_mem *m)
 {
-    if (__atomic_sub_fetch(&m->refs, 1, __ATOMIC_ACQ_REL) != 0)
+    /* A count of 1 is ours alone: nobody else can change it, so no atomic is needed. */
+    if (__atomic_load_n(&m->refs, __ATOMIC_ACQUIRE) != 1 &&
+        __atomic_sub_fetch(&m->refs, 1, __ATOMIC_ACQ_REL) != 0)
         return;
     switch (m->kind) {
     case BP_MEM_POOLED: bp_free(m); break;
@@ -50,7 +52,9 @@ void bp_buf_mem_release(bp_mem *m)
     }
 }
 
-bp_buf *bp_buf_header_new(bp_pool *pool, size_t inline_bytes)
+/* Inlined into bp_buf_new: the header's fields one by one (a memset of the whole header
+ * costs more than the allocation). */
+bp_inline bp_buf *header_new(bp_pool *pool, size_t inline_bytes)
 {
     if (inline_bytes > NO_LIMIT) {
         errno = ENOMEM;
@@ -59,13 +63,24 @@ bp_buf *bp_buf_header_new(bp_pool *pool, size_t inline_bytes)
     bp_buf *b = bp_alloc(pool, BP_BUF_HEADER + inline_bytes);
     if (b == NULL)
         return NULL;
-    memset(b, 0, sizeof *b);
+    b->data = NULL;
+    b->reader = b->writer = b->capacity = b->max_capacity = 0;
+    b->mem = &b->self;
     b->pool = pool;
     b->refcnt = 1;
+    b->flags = 0;
+    b->nparts = b->max_parts = 0;
+    b->parts = NULL;
+    b->leak = NULL;
     b->self.refs = 1;
     b->self.kind = BP_MEM_INLINE;
-    b->mem = &b->self;
+    b->self.free_fn = NULL;
     return b;
+}
+
+bp_buf *bp_buf_header_new(bp_pool *pool, size_t inline_bytes)
+{
+    return header_new(pool, inline_bytes);
 }
 
 bp_buf *bp_buf_new(bp_pool *pool, size_t initial, size_t max)
@@ -76,7 +91,7 @@ bp_buf *bp_buf_new(bp_pool *pool, size_t initial, size_t max)
         errno = EINVAL;
         return NULL;
     }
-    bp_buf *b = bp_buf_header_new(pool, initial);
+    bp_buf *b = header_new(pool, initial);
     if (b == NULL)
         return NULL;
     b->data = (uint8_t *)b + BP_BUF_HEADER;
@@ -118,15 +133,19 @@ bp_buf *bp_buf_retain(bp_buf *b)
 
 bool bp_buf_release(bp_buf *b)
 {
-    uint32_t left = __atomic_sub_fetch(&b->refcnt, 1, __ATOMIC_ACQ_REL);
-    if (bp_likely(left != 0)) {
-        if (BP_CHECKED && left == UINT32_MAX)
+    /* A count of 1 is the caller's alone (nobody else holds a reference that could retain
+     * it), so the sole owner's release needs no atomic instruction. */
+    uint32_t count = __atomic_load_n(&b->refcnt, __ATOMIC_ACQUIRE);
+    if (count != 1) {
+        if (BP_CHECKED && count == 0)
             bp_fatal("bp_buf_release(%p): release of a released buffer", (void *)b);
-        return false;
+        if (__atomic_sub_fetch(&b->refcnt, 1, __ATOMIC_ACQ_REL) != 0)
+            return false;
     }
-    if (b->leak != NULL)
+    b->refcnt = 0;
+    if (bp_unlikely(b->leak != NULL))
         bp_leak_untrack(b);
-    if (b->flags & BP_BUF_COMPOSITE)
+    if (bp_unlikely(b->flags & BP_BUF_COMPOSITE))
         bp_buf_composite_free_parts(b);
     else if (b->mem != &b->self)
         bp_buf_mem_release(b->mem);
@@ -332,7 +351,7 @@ int bp_buf_set_bytes(bp_buf *b, size_t idx, const void *src, size_t n)
 
 int bp_buf_read_bytes(bp_buf *b, void *dst, size_t n)
 {
-    if (n > b->writer - b->reader)
+    if (bp_unlikely(n > b->writer - b->reader))
         return BP_EBOUNDS;
     copy_out(b, b->reader, dst, n);
     b->reader += n;
@@ -341,6 +360,11 @@ int bp_buf_read_bytes(bp_buf *b, void *dst, size_t n)
 
 int bp_buf_write_bytes(bp_buf *b, const void *src, size_t n)
 {
+    if (bp_likely(n <= b->capacity - b->writer && !(b->flags & (BP_RDONLY | BP_BUF_COMPOSITE)))) {
+        memcpy(b->data + b->writer, src, n);
+        b->writer += n;
+        return BP_OK;
+    }
     int err = bp_buf_ensure_writable(b, n);
     if (err == BP_OK)
         err = copy_in(b, b->writer, src, n);

@@ -744,7 +744,12 @@ bp_buf *bp_buf_composite_slice(bp_buf *c, size_t idx, size_t len, unsigned flags
 int bp_buf_composite_discard_read(bp_buf *c);
 size_t bp_buf_grow_capacity(size_t min_capacity, size_t max_capacity);
 /* leak.c */
-void bp_leak_track(bp_buf *b);
+void bp_leak_track_slow(bp_buf *b);
+bp_inline void bp_leak_track(bp_buf *b)
+{
+    if (bp_unlikely(b->pool->config.leak_level != 0))
+        bp_leak_track_slow(b);
+}
 void bp_leak_untrack(bp_buf *b);
 void bp_leak_pool_init(bp_pool *pool);
 

@@ -71,12 +71,10 @@ void bp_leak_pool_init(bp_pool *pool)
     pthread_mutex_unlock(&exit_lock);
 }
 
-void bp_leak_track(bp_buf *b)
+void bp_leak_track_slow(bp_buf *b)
 {
     bp_pool *pool = b->pool;
     int level = pool->config.leak_level;
-    if (bp_likely(level == 0))
-        return;
     if (level < 3 &&
         __atomic_fetch_add(&pool->leak_sample, 1, __ATOMIC_RELAXED) % SAMPLE_PERIOD != 0)
         return;
