@@ -164,6 +164,17 @@ static void foreign_usable_size(bp_pool *pool, char *addr, size_t len)
     printf("%zu\n", bp_usable_size(victim));
 }
 
+static void double_release(bp_pool *pool, char *addr, size_t len)
+{
+    if (pool != NULL) {
+        victim = bp_buf_new(pool, 64, 0);
+        snprintf(addr, len, "%p", victim);
+        bp_buf_release(victim);
+        return;
+    }
+    bp_buf_release(victim);
+}
+
 static void test_misuse(void)
 {
     static const char *const double_free[] = {"double free", NULL};
@@ -178,6 +189,10 @@ static void test_misuse(void)
     expect_abort("a global's address", foreign_global, foreign);
     expect_abort("a malloc() block", foreign_malloc, foreign);
     expect_abort("bp_usable_size of a malloc() block", foreign_usable_size, foreign);
+    if (BP_CHECKED) { /* release builds do not look: the header may already be reused */
+        static const char *const released[] = {"release of a released buffer", NULL};
+        expect_abort("bp_buf released twice", double_release, released);
+    }
 }
 
 int main(void)
