@@ -18,7 +18,10 @@ extern "C" {
 #define BP_VERSION_MINOR 1
 #define BP_VERSION_PATCH 0
 
-#if defined(__GNUC__)
+#if defined(BP_HIDE_API) /* the malloc library exports the malloc family only */
+#define BP_API
+#define BP_MALLOCLIKE __attribute__((malloc, warn_unused_result))
+#elif defined(__GNUC__)
 #define BP_API        __attribute__((visibility("default")))
 #define BP_MALLOCLIKE __attribute__((malloc, warn_unused_result))
 #else

@@ -5,8 +5,8 @@
 #   scripts/deps.sh bench    also jemalloc, mimalloc and tcmalloc for the comparisons
 set -euo pipefail
 
-tools=(cmake:cmake make:make gcc:gcc clang:clang valgrind:valgrind clang-format:clang-format
-       python3:python3)
+tools=(cmake:cmake make:make gcc:gcc g++:g++ clang:clang valgrind:valgrind
+       clang-format:clang-format python3:python3 git:git sqlite3:sqlite3)
 missing=()
 for entry in "${tools[@]}"; do
     command -v "${entry%%:*}" >/dev/null 2>&1 || missing+=("${entry#*:}")

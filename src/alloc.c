@@ -19,6 +19,13 @@ static void *alloc_huge(bp_pool *pool, size_t size, size_t align)
     return p != NULL ? p : fail(ENOMEM);
 }
 
+void *bp_alloc_aligned_huge(bp_pool *pool, size_t align, size_t size)
+{
+    if (!bp_is_pow2(align) || align > ((size_t)1 << 40))
+        return fail(EINVAL);
+    return alloc_huge(pool, size, align);
+}
+
 /* Everything the fast path does not serve: a first use, an empty bin, sizes above the lookup
  * table, uncached classes, huge blocks. */
 static bp_noinline void *alloc_slow(bp_pool *pool, size_t size)

@@ -19,6 +19,21 @@ const uint32_t bp_zero_units[BP_MAP_GRANULE >> BP_UNIT_SHIFT];
 static pthread_mutex_t map_lock = PTHREAD_MUTEX_INITIALIZER;
 static uint64_t writable[TABLE_PAGES / 64]; /* bit set: that page of the table is writable */
 
+void bp_chunk_map_prefork(void)
+{
+    pthread_mutex_lock(&map_lock);
+}
+
+void bp_chunk_map_postfork_parent(void)
+{
+    pthread_mutex_unlock(&map_lock);
+}
+
+void bp_chunk_map_postfork_child(void)
+{
+    pthread_mutex_init(&map_lock, NULL);
+}
+
 static int reserve_locked(void)
 {
     if (bp_chunk_map != boot_table)

@@ -607,9 +607,17 @@ bp_arena *bp_thread_arena(bp_pool *pool);
 /* Called by bp_pool_new / bp_pool_destroy: a slot for the pool / orphan every cache. */
 void bp_tcache_pool_created(bp_pool *pool);
 void bp_tcache_pool_destroying(bp_pool *pool);
+/* fork(): the registry lock is taken before and released (parent) or reset (child) after. */
+void bp_tcache_prefork(void);
+void bp_tcache_postfork_parent(void);
+void bp_tcache_postfork_child(void);
 /* Blocks this thread's cache for `pool` holds (for tests and stats). */
 size_t bp_tcache_cached_blocks(bp_pool *pool);
 size_t bp_tcache_cached_class(bp_pool *pool, unsigned cls);
+
+/* alloc.c: a huge block with any power-of-two alignment (the malloc library's memalign
+ * beyond the chunk size). */
+void *bp_alloc_aligned_huge(bp_pool *pool, size_t align, size_t size);
 
 /* ------------------------------------------------------------------------------------------
  * pool.c — a pool: its configuration, size classes, arenas and OS layer.
@@ -636,6 +644,7 @@ struct bp_pool {
     uint32_t leak_sample;
     bp_pool *leak_next;
     void (*on_destroy)(bp_pool *pool);
+    bp_pool *next_pool; /* every live pool, for fork() (pool.c's pools_lock) */
     uint64_t magic;
 };
 #define BP_POOL_MAGIC 0x627566706f6f6c31ull /* "bufpool1" */
@@ -668,6 +677,9 @@ int bp_chunk_map_init(void);
 /* false when the table cannot take the entries (see bp_chunk_map_init). */
 bool bp_chunk_map_register(uintptr_t base, size_t size, bp_chunk *chunk);
 void bp_chunk_map_unregister(uintptr_t base, size_t size);
+void bp_chunk_map_prefork(void);
+void bp_chunk_map_postfork_parent(void);
+void bp_chunk_map_postfork_child(void);
 
 bp_inline bp_chunk *bp_chunk_map_lookup(uintptr_t addr)
 {

@@ -40,6 +40,77 @@ static unsigned default_arenas(void)
     return cpus < 1 ? 2 : (unsigned)BP_MIN(2 * cpus, 4096);
 }
 
+/* ---- every live pool, and fork() ----------------------------------------------------------
+ * fork() copies memory, not threads: a lock held by another thread at that moment would stay
+ * held in the child forever. So every lock is taken before fork (in the one order used
+ * everywhere: pools, registry, arenas, leak lists, chunk map) and released after it in the
+ * parent, reset in the child, which can then allocate. */
+static pthread_mutex_t pools_lock = PTHREAD_MUTEX_INITIALIZER;
+static bp_pool *all_pools;
+
+static void prefork(void)
+{
+    pthread_mutex_lock(&pools_lock);
+    bp_tcache_prefork();
+    for (bp_pool *p = all_pools; p != NULL; p = p->next_pool) {
+        for (unsigned i = 0; i < p->narenas; i++)
+            bp_lock_acquire(&p->arenas[i].lock);
+        pthread_mutex_lock(&p->leak_lock);
+    }
+    bp_chunk_map_prefork();
+}
+
+static void postfork_parent(void)
+{
+    bp_chunk_map_postfork_parent();
+    for (bp_pool *p = all_pools; p != NULL; p = p->next_pool) {
+        pthread_mutex_unlock(&p->leak_lock);
+        for (unsigned i = 0; i < p->narenas; i++)
+            bp_lock_release(&p->arenas[i].lock);
+    }
+    bp_tcache_postfork_parent();
+    pthread_mutex_unlock(&pools_lock);
+}
+
+static void postfork_child(void)
+{
+    bp_chunk_map_postfork_child();
+    for (bp_pool *p = all_pools; p != NULL; p = p->next_pool) {
+        pthread_mutex_init(&p->leak_lock, NULL);
+        for (unsigned i = 0; i < p->narenas; i++)
+            p->arenas[i].lock = (bp_lock)BP_LOCK_INIT;
+    }
+    bp_tcache_postfork_child();
+    pthread_mutex_init(&pools_lock, NULL);
+}
+
+/* Registered when the library loads, not at the first pool: pthread_atfork may allocate,
+ * and as the malloc library that allocation would come back into pool creation. */
+__attribute__((constructor)) static void register_fork_handlers(void)
+{
+    pthread_atfork(prefork, postfork_parent, postfork_child);
+}
+
+static void link_pool(bp_pool *pool)
+{
+    pthread_mutex_lock(&pools_lock);
+    pool->next_pool = all_pools;
+    all_pools = pool;
+    pthread_mutex_unlock(&pools_lock);
+}
+
+static void unlink_pool(bp_pool *pool)
+{
+    pthread_mutex_lock(&pools_lock);
+    for (bp_pool **pp = &all_pools; *pp != NULL; pp = &(*pp)->next_pool) {
+        if (*pp == pool) {
+            *pp = pool->next_pool;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&pools_lock);
+}
+
 bp_pool *bp_pool_new(const bp_config *cfg)
 {
     bp_config resolved;
@@ -99,6 +170,7 @@ bp_pool *bp_pool_new(const bp_config *cfg)
         bp_arena_init(&pool->arenas[i], pool, i);
     bp_tcache_pool_created(pool);
     bp_leak_pool_init(pool);
+    link_pool(pool);
     return pool;
 }
 
@@ -110,6 +182,7 @@ void bp_pool_destroy(bp_pool *pool)
         bp_fatal("bp_pool_destroy(%p): not a live pool", (void *)pool);
     if (pool->on_destroy != NULL)
         pool->on_destroy(pool);
+    unlink_pool(pool);
     bp_tcache_pool_destroying(pool);
     for (unsigned i = 0; i < pool->narenas; i++)
         bp_arena_destroy(&pool->arenas[i]);

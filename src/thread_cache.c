@@ -29,7 +29,7 @@ static void set_slot_cache(unsigned slot, bp_tcache *tc)
 }
 
 /* NEW: no cache yet; LIVE: caches are created on demand and flushed at exit; DEAD: the thread
- * is exiting (or could not register for exit) and runs uncached. */
+ * is exiting (or could not register for exit, or is registering) and runs uncached. */
 enum thread_state { THREAD_NEW, THREAD_LIVE, THREAD_DEAD };
 static __thread unsigned char thread_state;
 
@@ -47,6 +47,23 @@ static void make_thread_key(void)
 {
     if (pthread_key_create(&thread_key, thread_exit) != 0)
         bp_fatal("pthread_key_create failed: thread caches cannot be flushed at thread exit");
+}
+
+/* ---- fork ------------------------------------------------------------------------------- */
+
+void bp_tcache_prefork(void)
+{
+    pthread_mutex_lock(&registry_lock);
+}
+
+void bp_tcache_postfork_parent(void)
+{
+    pthread_mutex_unlock(&registry_lock);
+}
+
+void bp_tcache_postfork_child(void)
+{
+    pthread_mutex_init(&registry_lock, NULL);
 }
 
 /* ---- slots ------------------------------------------------------------------------------ */
@@ -103,9 +120,13 @@ static bool thread_live(void)
         return true;
     if (thread_state == THREAD_DEAD)
         return false;
+    /* pthread_setspecific may allocate (keys past the first 32): as the malloc library, that
+     * comes back here, so the thread runs uncached until it is registered. */
+    thread_state = THREAD_DEAD;
     pthread_once(&thread_key_once, make_thread_key);
     /* Any non-NULL value: it makes the destructor run at exit. */
-    thread_state = pthread_setspecific(thread_key, &thread_state) == 0 ? THREAD_LIVE : THREAD_DEAD;
+    if (pthread_setspecific(thread_key, &thread_state) == 0)
+        thread_state = THREAD_LIVE;
     return thread_state == THREAD_LIVE;
 }
 

