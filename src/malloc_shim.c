@@ -132,3 +132,10 @@ SHIM void free_aligned_sized(void *p, size_t align, size_t size)
     (void)size;
     bp_free(p);
 }
+
+/* glibc's extension: gives free memory back to the OS. Returns 1 when some went back. */
+SHIM int malloc_trim(size_t pad)
+{
+    (void)pad;
+    return bp_pool_trim(pool()) > 0;
+}
