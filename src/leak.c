@@ -61,14 +61,20 @@ void bp_leak_pool_init(bp_pool *pool)
     pool->leak_sample = 0;
     if (pool->config.leak_level == 0)
         return;
-    static bool registered;
     pool->on_destroy = report_at_destroy;
     pthread_mutex_lock(&exit_lock);
     pool->leak_next = exit_pools;
     exit_pools = pool;
-    if (!registered)
-        registered = atexit(report_at_exit) == 0;
     pthread_mutex_unlock(&exit_lock);
+}
+
+/* atexit may allocate: it is registered at the first tracked buffer, never while a pool is
+ * being made (the malloc library makes its pool from inside malloc). */
+static pthread_once_t exit_once = PTHREAD_ONCE_INIT;
+
+static void register_exit_report(void)
+{
+    atexit(report_at_exit);
 }
 
 void bp_leak_track_slow(bp_buf *b)
@@ -78,6 +84,7 @@ void bp_leak_track_slow(bp_buf *b)
     if (level < 3 &&
         __atomic_fetch_add(&pool->leak_sample, 1, __ATOMIC_RELAXED) % SAMPLE_PERIOD != 0)
         return;
+    pthread_once(&exit_once, register_exit_report);
     bp_leak *rec = bp_calloc(pool, 1, sizeof *rec);
     if (rec == NULL)
         return; /* untracked, not failed: detection is best effort under memory pressure */
