@@ -56,16 +56,20 @@ BP_API const bp_os *bp_os_default(void);
  * BUFPOOL_CONF environment variable; change fields afterwards as needed.
  * ------------------------------------------------------------------------------------------ */
 typedef struct bp_config {
-    size_t page_size;       /* power of two, 4 KiB..64 KiB; default 8 KiB */
-    size_t chunk_size;      /* page_size << 1..14; default 4 MiB */
-    unsigned arenas;        /* 0 = 2 x online CPUs */
-    unsigned small_cache;   /* thread-cache entries per small class; default 256 */
-    unsigned normal_cache;  /* thread-cache entries per cached normal class; default 64 */
-    size_t max_cached;      /* largest size a thread cache keeps; default 32 KiB */
-    unsigned trim_interval; /* allocations between thread-cache trims; default 8192 */
-    size_t memory_limit;    /* ceiling on mapped bytes; 0 = none */
-    int leak_level;         /* bp_buf leak detection level; default 0 (off) */
-    const bp_os *os;        /* NULL = bp_os_default() */
+    size_t page_size;         /* power of two, 4 KiB..64 KiB; default 8 KiB */
+    size_t chunk_size;        /* page_size << 1..14; default 4 MiB */
+    unsigned arenas;          /* 0 = 2 x online CPUs */
+    unsigned small_cache;     /* thread-cache entries per small class; default 256 */
+    unsigned normal_cache;    /* thread-cache entries per cached normal class; default 64 */
+    size_t max_cached;        /* largest size a thread cache keeps; default 32 KiB */
+    unsigned trim_interval;   /* allocations between thread-cache trims; default 8192 */
+    size_t memory_limit;      /* ceiling on mapped bytes (chunks and huge blocks); 0 = none */
+    unsigned retained_chunks; /* empty chunks an arena keeps mapped for reuse; default 2 */
+    int purge_decay_ms;       /* free pages go back to the OS (purge) after staying free about
+                               * this long; 0 = at once, -1 = only on bp_pool_trim; default
+                               * 10000 */
+    int leak_level;           /* bp_buf leak detection level; default 0 (off) */
+    const bp_os *os;          /* NULL = bp_os_default() */
 } bp_config;
 
 typedef struct bp_pool bp_pool;

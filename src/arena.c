@@ -3,6 +3,7 @@
 #include "internal.h"
 
 #include <string.h>
+#include <time.h>
 
 /* Half-used chunks first, so memory concentrates in few chunks and the others empty out;
  * q075 last because its chunks have little left; q100 never. */
@@ -31,6 +32,7 @@ static void release_huge_memory(bp_arena *arena, bp_chunk *huge)
 {
     bp_chunk_map_unregister(huge->base, BP_MAP_GRANULE);
     bp_os_unmap(&arena->pool->os, (void *)huge->base, huge->map_size);
+    bp_pool_unreserve(arena->pool, huge->map_size);
 }
 
 void bp_arena_destroy(bp_arena *arena)
@@ -41,6 +43,11 @@ void bp_arena_destroy(bp_arena *arena)
             bp_chunk_list_remove(&arena->lists[i], chunk);
             bp_chunk_delete(chunk);
         }
+    }
+    while (arena->retained != NULL) {
+        bp_chunk *chunk = arena->retained;
+        arena->retained = chunk->next;
+        bp_chunk_delete(chunk);
     }
     for (bp_chunk *huge = arena->huge; huge != NULL; huge = huge->next)
         release_huge_memory(arena, huge);
@@ -53,6 +60,8 @@ void bp_arena_destroy(bp_arena *arena)
 
 /* ---- runs from the chunk lists ---------------------------------------------------------- */
 
+static void purge_tick(bp_arena *arena);
+
 /* Under the lock: a run for class `cls` from the first chunk that has room, in list order,
  * or from a new chunk filed into qInit. NULL when the OS refuses a new chunk. */
 static bp_chunk *alloc_run(bp_arena *arena, unsigned cls, uint32_t align_pages, bool subpage,
@@ -60,6 +69,7 @@ static bp_chunk *alloc_run(bp_arena *arena, unsigned cls, uint32_t align_pages, 
 {
     uint32_t need = bp_class_run_pages(&arena->pool->sc, cls, subpage);
     unsigned pc = bp_pages_to_page_class_ceil(&arena->pool->sc, need);
+    purge_tick(arena);
     for (size_t i = 0; i < sizeof alloc_order / sizeof alloc_order[0]; i++) {
         bp_chunk_list *list = &arena->lists[alloc_order[i]];
         if (need > list->max_run_pages)
@@ -75,11 +85,18 @@ static bp_chunk *alloc_run(bp_arena *arena, unsigned cls, uint32_t align_pages, 
             }
         }
     }
-    bp_chunk *chunk = bp_chunk_new(arena);
-    if (chunk == NULL)
-        return NULL;
-    arena->counters.chunks_mapped++;
-    arena->counters.chunk_bytes += chunk->size;
+    bp_chunk *chunk = arena->retained;
+    if (chunk != NULL) { /* an empty chunk kept for this: no mapping, no churn */
+        arena->retained = chunk->next;
+        arena->nretained--;
+        arena->counters.chunks_reused++;
+    } else {
+        chunk = bp_chunk_new(arena);
+        if (chunk == NULL)
+            return NULL;
+        arena->counters.chunks_mapped++;
+        arena->counters.chunk_bytes += chunk->size;
+    }
     long off = bp_chunk_alloc_run(chunk, cls, align_pages, subpage);
     bp_assert(off >= 0);
     bp_chunk_list_add(&arena->lists[BP_QINIT], chunk);
@@ -87,15 +104,59 @@ static bp_chunk *alloc_run(bp_arena *arena, unsigned cls, uint32_t align_pages, 
     return chunk;
 }
 
-/* Under the lock, after a run went back to `chunk`: file it by its new usage, and unmap it
- * when it emptied out of q000. */
+static void unmap_chunk(bp_arena *arena, bp_chunk *chunk)
+{
+    arena->counters.chunks_unmapped++;
+    arena->counters.chunk_bytes -= chunk->size;
+    bp_chunk_delete(chunk);
+}
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* Purges every chunk's pages that were already dirty at the previous epoch: a freed page is
+ * given back between decay/2 and decay after it was freed. Runs in the slow paths, under the
+ * lock, at most once an epoch; no background thread. */
+static void purge_tick(bp_arena *arena)
+{
+    int decay = arena->pool->config.purge_decay_ms;
+    if (decay <= 0)
+        return;
+    uint64_t now = now_ms();
+    if (now < arena->next_purge_ms)
+        return;
+    arena->next_purge_ms = now + (uint64_t)BP_MAX(decay / 2, 1);
+    for (int i = 0; i < BP_NLISTS; i++)
+        for (bp_chunk *chunk = arena->lists[i].head; chunk != NULL; chunk = chunk->next)
+            if (chunk->dirty_pages != 0)
+                arena->counters.purged_bytes += bp_chunk_purge(chunk, false);
+    for (bp_chunk *chunk = arena->retained; chunk != NULL; chunk = chunk->next)
+        if (chunk->dirty_pages != 0)
+            arena->counters.purged_bytes += bp_chunk_purge(chunk, false);
+}
+
+/* Under the lock, after a run went back to `chunk`: file it by its new usage; a chunk that
+ * emptied out of q000 is retained for reuse (up to retained_chunks) or unmapped. With a decay
+ * of 0 the freed pages are purged at once. */
 static void after_run_free(bp_arena *arena, bp_chunk *chunk)
 {
     if (bp_chunk_list_after_free(chunk)) {
-        arena->counters.chunks_unmapped++;
-        arena->counters.chunk_bytes -= chunk->size;
-        bp_chunk_delete(chunk);
+        if (arena->nretained < arena->pool->config.retained_chunks) {
+            chunk->next = arena->retained;
+            arena->retained = chunk;
+            arena->nretained++;
+        } else {
+            unmap_chunk(arena, chunk);
+            chunk = NULL;
+        }
     }
+    if (chunk != NULL && arena->pool->config.purge_decay_ms == 0)
+        arena->counters.purged_bytes += bp_chunk_purge(chunk, true);
+    purge_tick(arena);
 }
 
 static void *run_address(const bp_chunk *chunk, uint32_t offset)
@@ -218,9 +279,13 @@ void *bp_arena_alloc_huge(bp_arena *arena, size_t size, size_t align)
     if (size > SIZE_MAX / 2)
         return NULL;
     size_t map_size = bp_align_up(size, pool->page_size);
+    if (!bp_pool_reserve(pool, map_size))
+        return NULL; /* memory_limit */
     void *memory = bp_os_map(&pool->os, map_size, BP_MAX(align, BP_MAP_GRANULE));
-    if (memory == NULL)
+    if (memory == NULL) {
+        bp_pool_unreserve(pool, map_size);
         return NULL;
+    }
 
     bp_lock_acquire(&arena->lock);
     bp_chunk *huge = desc_take(arena);
@@ -251,6 +316,7 @@ void *bp_arena_alloc_huge(bp_arena *arena, size_t size, size_t align)
     bp_lock_release(&arena->lock);
     if (huge == NULL) {
         bp_os_unmap(&pool->os, memory, map_size);
+        bp_pool_unreserve(pool, map_size);
         return NULL;
     }
     return memory;
@@ -500,16 +566,30 @@ size_t bp_arena_trim(bp_arena *arena)
             released += before - arena->counters.chunk_bytes;
         }
     }
-    /* ... and the chunks qInit keeps although they are empty go back to the OS. */
+    /* ... the chunks qInit keeps although they are empty and the retained ones go back to
+     * the OS ... */
     bp_chunk_list *qinit = &arena->lists[BP_QINIT];
     for (bp_chunk *chunk = qinit->head, *next; chunk != NULL; chunk = next) {
         next = chunk->next;
         if (chunk->free_pages == chunk->npages) {
             bp_chunk_list_remove(qinit, chunk);
-            arena->counters.chunks_unmapped++;
-            arena->counters.chunk_bytes -= chunk->size;
             released += chunk->size;
-            bp_chunk_delete(chunk);
+            unmap_chunk(arena, chunk);
+        }
+    }
+    while (arena->retained != NULL) {
+        bp_chunk *chunk = arena->retained;
+        arena->retained = chunk->next;
+        arena->nretained--;
+        released += chunk->size;
+        unmap_chunk(arena, chunk);
+    }
+    /* ... and every free page of the chunks still in use is purged. */
+    for (int i = 0; i < BP_NLISTS; i++) {
+        for (bp_chunk *chunk = arena->lists[i].head; chunk != NULL; chunk = chunk->next) {
+            size_t purged = bp_chunk_purge(chunk, true);
+            arena->counters.purged_bytes += purged;
+            released += purged;
         }
     }
     bp_lock_release(&arena->lock);

@@ -75,6 +75,58 @@ static long avail_first_fit_aligned(const bp_chunk *chunk, unsigned pc, uint32_t
     return -1;
 }
 
+/* ---- dirty pages ------------------------------------------------------------------------ */
+
+/* Sets (dirty = true) or clears the dirty bits of [first, first + n); returns how many bits
+ * changed. */
+static uint32_t mark_dirty(bp_chunk *chunk, uint32_t first, uint32_t n, bool dirty)
+{
+    uint32_t changed = 0;
+    for (uint32_t page = first; page < first + n;) {
+        uint32_t w = page >> 6, bit = page & 63, take = BP_MIN(64 - bit, first + n - page);
+        uint64_t mask = (take == 64 ? ~(uint64_t)0 : (((uint64_t)1 << take) - 1)) << bit;
+        uint64_t before = chunk->dirty[w];
+        chunk->dirty[w] = dirty ? before | mask : before & ~mask;
+        changed += (uint32_t)__builtin_popcountll((before ^ chunk->dirty[w]) & mask);
+        if (!dirty)
+            chunk->dirty_old[w] &= ~mask;
+        page += take;
+    }
+    return changed;
+}
+
+static bool ripe(const bp_chunk *chunk, uint32_t page, bool all)
+{
+    uint64_t bits = chunk->dirty[page >> 6];
+    if (!all)
+        bits &= chunk->dirty_old[page >> 6];
+    return (bits >> (page & 63)) & 1;
+}
+
+size_t bp_chunk_purge(bp_chunk *chunk, bool all)
+{
+    const bp_os *os = &chunk->pool->os;
+    size_t purged = 0;
+    for (uint32_t page = 0; page < chunk->npages;) {
+        if (!ripe(chunk, page, all)) {
+            page++;
+            continue;
+        }
+        uint32_t end = page + 1; /* the run of ripe pages from here */
+        while (end < chunk->npages && ripe(chunk, end, all))
+            end++;
+        void *addr = (void *)(chunk->base + ((uintptr_t)page << chunk->page_shift));
+        size_t len = (size_t)(end - page) << chunk->page_shift;
+        if (os->purge == NULL || os->purge(addr, len, os->ctx) != 0)
+            break; /* the OS layer cannot purge: the pages stay as they are */
+        chunk->dirty_pages -= mark_dirty(chunk, page, end - page, false);
+        purged += len;
+        page = end;
+    }
+    memcpy(chunk->dirty_old, chunk->dirty, chunk->avail_words * sizeof(uint64_t));
+    return purged;
+}
+
 /* ---- life cycle ------------------------------------------------------------------------- */
 
 bp_chunk *bp_chunk_new(bp_arena *arena)
@@ -90,15 +142,20 @@ bp_chunk *bp_chunk_new(bp_arena *arena)
     size_t off_run_map = bp_align_up(off_info + units * sizeof(uint32_t), 8);
     size_t off_avail = off_run_map + npages * sizeof(uint64_t);
     size_t off_count = off_avail + (size_t)sc->npage_classes * words * sizeof(uint64_t);
-    size_t off_subpages = bp_align_up(off_count + sc->npage_classes * sizeof(uint32_t), 64);
+    size_t off_dirty = bp_align_up(off_count + sc->npage_classes * sizeof(uint32_t), 8);
+    size_t off_subpages = bp_align_up(off_dirty + 2 * (size_t)words * sizeof(uint64_t), 64);
     size_t meta_size = bp_align_up(off_subpages + npages * stride, 4096);
 
+    if (!bp_pool_reserve(pool, pool->chunk_size))
+        return NULL; /* memory_limit */
     unsigned char *meta = bp_os_map(&pool->os, meta_size, 4096);
-    if (meta == NULL)
-        return NULL;
-    void *memory = bp_os_map(&pool->os, pool->chunk_size, BP_MAX(pool->chunk_size, BP_MAP_GRANULE));
+    void *memory = meta == NULL ? NULL
+                                : bp_os_map(&pool->os, pool->chunk_size,
+                                            BP_MAX(pool->chunk_size, BP_MAP_GRANULE));
     if (memory == NULL) {
-        bp_os_unmap(&pool->os, meta, meta_size);
+        if (meta != NULL)
+            bp_os_unmap(&pool->os, meta, meta_size);
+        bp_pool_unreserve(pool, pool->chunk_size);
         return NULL;
     }
     /* The OS layer hands out zeroed memory: every set, map and count starts at 0. */
@@ -118,6 +175,8 @@ bp_chunk *bp_chunk_new(bp_arena *arena)
     chunk->run_map = (uint64_t *)(meta + off_run_map);
     chunk->avail = (uint64_t *)(meta + off_avail);
     chunk->avail_count = (uint32_t *)(meta + off_count);
+    chunk->dirty = (uint64_t *)(meta + off_dirty);
+    chunk->dirty_old = chunk->dirty + words;
     chunk->subpages = meta + off_subpages;
     chunk->subpage_stride = stride;
     chunk->meta_size = meta_size;
@@ -127,6 +186,7 @@ bp_chunk *bp_chunk_new(bp_arena *arena)
     if (!bp_chunk_map_register(chunk->base, chunk->size, chunk)) {
         bp_os_unmap(&pool->os, memory, pool->chunk_size);
         bp_os_unmap(&pool->os, meta, meta_size);
+        bp_pool_unreserve(pool, pool->chunk_size);
         return NULL;
     }
     return chunk;
@@ -137,6 +197,7 @@ void bp_chunk_delete(bp_chunk *chunk)
     bp_pool *pool = chunk->pool;
     bp_chunk_map_unregister(chunk->base, chunk->size);
     bp_os_unmap(&pool->os, (void *)chunk->base, chunk->map_size);
+    bp_pool_unreserve(pool, chunk->map_size);
     bp_os_unmap(&pool->os, chunk, chunk->meta_size);
 }
 
@@ -181,6 +242,7 @@ long bp_chunk_alloc_run(bp_chunk *chunk, unsigned cls, uint32_t align_pages, boo
         avail_insert(chunk, end, run + run_pages - end);
     mark_used(chunk, start, pages, cls, subpage);
     chunk->free_pages -= pages;
+    chunk->dirty_pages -= mark_dirty(chunk, start, pages, false);
     return start;
 }
 
@@ -198,6 +260,7 @@ void bp_chunk_free_run(bp_chunk *chunk, uint32_t offset, uint32_t pages)
     chunk->run_map[offset] = 0;
     chunk->run_map[offset + pages - 1] = 0;
     chunk->free_pages += pages;
+    chunk->dirty_pages += mark_dirty(chunk, offset, pages, true);
 
     /* Coalesce with the free run ending just before and the one starting just after. */
     if (offset > 0) {
@@ -241,6 +304,14 @@ static bool units_equal_from(const bp_chunk *chunk, uint32_t off, uint32_t pages
         if (first[i] != info)
             return false;
     return true;
+}
+
+static bool any_dirty(const bp_chunk *chunk, uint32_t off, uint32_t pages)
+{
+    for (uint32_t p = off; p < off + pages; p++)
+        if ((chunk->dirty[p >> 6] >> (p & 63)) & 1)
+            return true;
+    return false;
 }
 
 static bool units_equal(const bp_chunk *chunk, uint32_t off, uint32_t pages, uint32_t info)
@@ -287,6 +358,7 @@ int bp_chunk_check(const bp_chunk *chunk)
             CHECK(units_equal(chunk, off, pages, bp_info_make(sp->class_index, off, true)),
                   "subpage at %u: unit_info disagrees", at, off);
             problems += bp_subpage_check(sp);
+            CHECK(!any_dirty(chunk, off, pages), "used run %u+%u has dirty pages", at, off, pages);
             previous_free = false;
         } else {
             uint32_t info = bp_chunk_page_info(chunk, off);
@@ -295,6 +367,7 @@ int bp_chunk_check(const bp_chunk *chunk)
                   "run %u+%u has unit_info %#x", at, off, pages, info);
             CHECK(units_equal_from(chunk, off, pages, 1, 0),
                   "run %u+%u: interior units have unit_info", at, off, pages);
+            CHECK(!any_dirty(chunk, off, pages), "used run %u+%u has dirty pages", at, off, pages);
             previous_free = false;
         }
         off += pages;
@@ -305,6 +378,11 @@ int bp_chunk_check(const bp_chunk *chunk)
     size_t units = BP_MAX(chunk->size, BP_MAP_GRANULE) >> BP_UNIT_SHIFT;
     for (size_t u = chunk->size >> BP_UNIT_SHIFT; u < units; u++)
         CHECK(chunk->unit_info[u] == 0, "unit %zu past the chunk's end has unit_info", at, u);
+    uint32_t dirty = 0;
+    for (uint32_t w = 0; w < chunk->avail_words; w++)
+        dirty += (uint32_t)__builtin_popcountll(chunk->dirty[w]);
+    CHECK(dirty == chunk->dirty_pages, "%u dirty bits, dirty_pages %u", at, dirty,
+          chunk->dirty_pages);
     CHECK(free_pages == chunk->free_pages, "free pages %u, counted %u", at, chunk->free_pages,
           free_pages);
     uint32_t in_sets = 0;

@@ -213,9 +213,13 @@ bp_inline uint32_t bp_class_run_pages(const bp_size_classes *sc, unsigned cls, b
  *                    coalescing needs. avail_mask has bit pc set when avail[pc] is non-empty.
  *   subpages         one slot per page, used at the first page of each subpage run.
  *
+ *   dirty            pages that are free and still backed by memory: freed since they were
+ *                    last purged. Purging (madvise) returns them to the OS after a decay time.
+ *
  * Invariants (checked by bp_chunk_check): runs tile [0, npages); no two free runs are
  * adjacent; a free run of n pages is in avail[floor page class of n] and nowhere else;
- * free_pages == the sum of free run lengths; avail_count[pc] == bits set in avail[pc].
+ * free_pages == the sum of free run lengths; avail_count[pc] == bits set in avail[pc];
+ * dirty pages are free pages; dirty_pages == bits set in dirty.
  * ------------------------------------------------------------------------------------------ */
 #define BP_HANDLE_OFFSET_SHIFT  49
 #define BP_HANDLE_PAGES_SHIFT   34
@@ -310,6 +314,9 @@ struct bp_chunk {
     uint64_t *run_map;       /* [npages] */
     uint64_t *avail;         /* [npage_classes][avail_words] */
     uint32_t *avail_count;   /* [npage_classes] */
+    uint64_t *dirty;         /* [avail_words] bit page: free and still backed (not purged) */
+    uint64_t *dirty_old;     /* [avail_words] the dirty bits at the previous purge epoch */
+    uint32_t dirty_pages;    /* bits set in dirty */
     unsigned char *subpages; /* [npages] slots of subpage_stride bytes */
     size_t subpage_stride;
     size_t meta_size; /* bytes of the metadata mapping this struct heads */
@@ -324,6 +331,10 @@ long bp_chunk_alloc_run(bp_chunk *chunk, unsigned cls, uint32_t align_pages, boo
 /* Returns the run at `offset` (used, `pages` long) to the free sets, merged with free
  * neighbours. */
 void bp_chunk_free_run(bp_chunk *chunk, uint32_t offset, uint32_t pages);
+/* Gives dirty pages back to the OS (the OS layer's purge): every dirty page when `all`,
+ * else those already dirty at the previous call (so a page stays backed for one to two
+ * epochs after it was freed). Returns the bytes purged. */
+size_t bp_chunk_purge(bp_chunk *chunk, bool all);
 /* Number of problems found (each printed to stderr); 0 when every invariant holds. */
 int bp_chunk_check(const bp_chunk *chunk);
 /* What the chunk's runs add up to, for the arena's cross-checks. */
@@ -469,6 +480,8 @@ typedef struct bp_arena_counters {
     uint64_t free_small, free_normal, free_huge;
     uint64_t chunks_mapped, chunks_unmapped;
     uint64_t lock_allocs, lock_frees; /* lock acquisitions that allocated / freed blocks */
+    uint64_t chunks_reused;           /* new-chunk needs met by a retained chunk */
+    uint64_t purged_bytes;            /* bytes of free pages given back with the OS layer's purge */
     size_t active_bytes;              /* bytes in live blocks, at class size */
     size_t chunk_bytes;               /* bytes of chunk memory mapped */
     size_t huge_bytes;                /* bytes of huge blocks mapped */
@@ -498,6 +511,9 @@ struct bp_arena {
     unsigned index;
     bp_chunk_list lists[BP_NLISTS];
     bp_chunk *huge;               /* doubly linked through prev/next */
+    bp_chunk *retained;           /* empty chunks kept mapped for reuse, linked through next */
+    unsigned nretained;           /* <= the pool's retained_chunks */
+    uint64_t next_purge_ms;       /* monotonic time of the next purge epoch */
     bp_chunk *desc_free;          /* unused huge descriptors, linked through next */
     struct desc_slab *desc_slabs; /* mappings the descriptors are carved from */
     bp_arena_counters counters;
@@ -644,11 +660,16 @@ struct bp_pool {
     uint32_t leak_sample;
     bp_pool *leak_next;
     void (*on_destroy)(bp_pool *pool);
-    bp_pool *next_pool; /* every live pool, for fork() (pool.c's pools_lock) */
+    bp_pool *next_pool;  /* every live pool, for fork() (pool.c's pools_lock) */
+    size_t mapped_bytes; /* atomic: chunks and huge blocks mapped, held <= memory_limit */
     uint64_t magic;
 };
 #define BP_POOL_MAGIC 0x627566706f6f6c31ull /* "bufpool1" */
 
+/* Counts `bytes` of chunk or huge memory against memory_limit before it is mapped: false
+ * (nothing counted) when the limit would be passed. bp_pool_unreserve when unmapped. */
+bool bp_pool_reserve(bp_pool *pool, size_t bytes);
+void bp_pool_unreserve(bp_pool *pool, size_t bytes);
 /* Walks every arena, chunk, run and subpage; returns the number of problems found. */
 int bp_pool_check(bp_pool *pool);
 /* Counters of all arenas added up. */

@@ -11,7 +11,7 @@ typedef struct option {
     const char *name;
     size_t offset; /* in bp_config */
     enum option_kind kind;
-    uint64_t min, max; /* accepted range; checked again by bp_pool_new for derived rules */
+    uint64_t min, max; /* accepted range (signed for OPT_INT); bp_pool_new checks derived rules */
 } option;
 
 /* clang-format off */
@@ -27,6 +27,8 @@ static const option options[] = {
     OPT(max_cached, OPT_SIZE, 0, (uint64_t)1 << 30),
     OPT(trim_interval, OPT_UINT, 1, 1u << 30),
     OPT(memory_limit, OPT_SIZE, 0, UINT64_MAX),
+    OPT(retained_chunks, OPT_UINT, 0, 1024),
+    OPT(purge_decay_ms, OPT_INT, (uint64_t)-1, 3600000), /* -1..1h: INT ranges are signed */
     OPT(leak_level, OPT_INT, 0, 3),
 };
 
@@ -41,6 +43,8 @@ void bp_config_defaults(bp_config *cfg)
     cfg->max_cached = (size_t)32 << 10;
     cfg->trim_interval = 8192;
     cfg->memory_limit = 0;
+    cfg->retained_chunks = 2;
+    cfg->purge_decay_ms = 10000;
     cfg->leak_level = 0;
     cfg->os = NULL;
 }
@@ -87,13 +91,35 @@ static bool parse_number(const char *s, size_t len, uint64_t *out)
     return true;
 }
 
+/* A value in the option's range: unsigned with K/M/G, or for OPT_INT an optional minus sign. */
+static bool parse_value(const option *opt, const char *s, size_t len, uint64_t *out)
+{
+    bool negative = opt->kind == OPT_INT && len > 0 && s[0] == '-';
+    uint64_t v;
+    if (!parse_number(s + negative, len - negative, &v))
+        return false;
+    if (opt->kind == OPT_INT) {
+        if (v > INT32_MAX)
+            return false;
+        int64_t sv = negative ? -(int64_t)v : (int64_t)v;
+        if (sv < (int64_t)opt->min || sv > (int64_t)opt->max)
+            return false;
+        *out = (uint64_t)sv;
+        return true;
+    }
+    if (v < opt->min || v > opt->max)
+        return false;
+    *out = v;
+    return true;
+}
+
 static void store(bp_config *cfg, const option *opt, uint64_t v)
 {
     char *field = (char *)cfg + opt->offset;
     switch (opt->kind) {
     case OPT_SIZE: *(size_t *)field = (size_t)v; break;
     case OPT_UINT: *(unsigned *)field = (unsigned)v; break;
-    case OPT_INT: *(int *)field = (int)v; break;
+    case OPT_INT: *(int *)field = (int)(int64_t)v; break;
     }
 }
 
@@ -137,11 +163,16 @@ int bp_options_apply(bp_config *cfg, const char *conf, const char *source)
             if (opt == NULL) {
                 warn_unknown(source, p, key_len);
                 errors++;
-            } else if (!parse_number(value, value_len, &v) || v < opt->min || v > opt->max) {
-                bp_message("%s: bad value '%.*s' for %s (accepted: %llu..%llu, K/M/G suffixes); "
-                           "default kept",
-                           source, (int)value_len, value, opt->name, (unsigned long long)opt->min,
-                           (unsigned long long)opt->max);
+            } else if (!parse_value(opt, value, value_len, &v)) {
+                if (opt->kind == OPT_INT)
+                    bp_message("%s: bad value '%.*s' for %s (accepted: %lld..%lld); default kept",
+                               source, (int)value_len, value, opt->name, (long long)opt->min,
+                               (long long)opt->max);
+                else
+                    bp_message("%s: bad value '%.*s' for %s (accepted: %llu..%llu, K/M/G "
+                               "suffixes); default kept",
+                               source, (int)value_len, value, opt->name,
+                               (unsigned long long)opt->min, (unsigned long long)opt->max);
                 errors++;
             } else {
                 store(cfg, opt, v);

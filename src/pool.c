@@ -27,6 +27,10 @@ static int validate(const bp_config *cfg)
         bp_message("bp_pool_new: trim_interval must be at least 1");
         return EINVAL;
     }
+    if (cfg->purge_decay_ms < -1) {
+        bp_message("bp_pool_new: purge_decay_ms %d is below -1 (never)", cfg->purge_decay_ms);
+        return EINVAL;
+    }
     if (cfg->leak_level < 0 || cfg->leak_level > 3) {
         bp_message("bp_pool_new: leak_level %d is not in 0..3", cfg->leak_level);
         return EINVAL;
@@ -212,6 +216,23 @@ bp_pool *bp_pool_default(void)
     return default_pool;
 }
 
+bool bp_pool_reserve(bp_pool *pool, size_t bytes)
+{
+    size_t limit = pool->config.memory_limit;
+    size_t now = __atomic_load_n(&pool->mapped_bytes, __ATOMIC_RELAXED);
+    do {
+        if (limit != 0 && (bytes > limit || now > limit - bytes))
+            return false;
+    } while (!__atomic_compare_exchange_n(&pool->mapped_bytes, &now, now + bytes, true,
+                                          __ATOMIC_RELAXED, __ATOMIC_RELAXED));
+    return true;
+}
+
+void bp_pool_unreserve(bp_pool *pool, size_t bytes)
+{
+    __atomic_sub_fetch(&pool->mapped_bytes, bytes, __ATOMIC_RELAXED);
+}
+
 int bp_pool_check(bp_pool *pool)
 {
     int problems = 0;
@@ -237,6 +258,8 @@ void bp_pool_counters(bp_pool *pool, bp_arena_counters *out)
         out->chunks_unmapped += c->chunks_unmapped;
         out->lock_allocs += c->lock_allocs;
         out->lock_frees += c->lock_frees;
+        out->chunks_reused += c->chunks_reused;
+        out->purged_bytes += c->purged_bytes;
         out->active_bytes += c->active_bytes;
         out->chunk_bytes += c->chunk_bytes;
         out->huge_bytes += c->huge_bytes;
