@@ -354,7 +354,7 @@ bp_inline uint32_t bp_chunk_info_at(const bp_chunk *chunk, uintptr_t addr)
     return chunk->unit_info_biased[addr >> BP_UNIT_SHIFT];
 }
 /* Zeros for the units of a huge block's granule. */
-extern const uint32_t bp_zero_units[BP_MAP_GRANULE >> BP_UNIT_SHIFT];
+extern bp_hidden const uint32_t bp_zero_units[BP_MAP_GRANULE >> BP_UNIT_SHIFT];
 
 /* Whether the chunk has a free run filed under page class pc or above (for aligned runs
  * this is necessary, not sufficient). Lets the arena skip a chunk in a few instructions. */
@@ -601,7 +601,7 @@ _Static_assert(sizeof(bp_tcache_bin) == BP_BIN_SIZE, "unit_info encodes bin offs
 
 /* This thread's bins per pool slot (a cache's `bins`); the last slot never holds a real
  * cache. The fast paths add a byte offset (bp_bin_offset) to reach a bin. */
-extern __thread bp_tcache_bin *bp_tls_bins[BP_TCACHE_SLOTS + 1]
+extern bp_hidden __thread bp_tcache_bin *bp_tls_bins[BP_TCACHE_SLOTS + 1]
     __attribute__((tls_model("initial-exec")));
 
 bp_inline bp_tcache *bp_tcache_of(bp_tcache_bin *bins)
@@ -691,7 +691,7 @@ void bp_pool_counters(bp_pool *pool, bp_arena_counters *out);
  * Readers take no lock. Before the table is reserved (at load, or at the first pool), the
  * pointer names a one-entry table that answers "no chunk" for NULL.
  * ------------------------------------------------------------------------------------------ */
-extern bp_chunk **bp_chunk_map;
+extern bp_hidden bp_chunk **bp_chunk_map;
 
 /* 0, or ENOMEM when the table cannot be reserved or a page of it made writable. */
 int bp_chunk_map_init(void);
