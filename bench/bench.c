@@ -358,6 +358,7 @@ static const figure figures[] = {
     {"prodcons-4k", "prodcons", bp_producer_thread, malloc_producer_thread, 2, 2000000, 4096, 1,
      true},
     FIG("server-2t", "server", server_thread, 2, 2000000, 0, 1),
+    FIG("churn", "churn", churn_thread, 1, 20000, 0, 1),
     FIG("buf-64-1t", "buffers", buf_thread, 1, 3000000, 64, 1),
     FIG("buf-64-2t", "buffers", buf_thread, 2, 3000000, 64, 1),
     FIG("buf-writev", "buffers", writev_thread, 1, 300000, 4096, 1),
@@ -426,7 +427,7 @@ static int usage(const char *argv0)
 {
     fprintf(stderr,
             "usage: %s --api bp|malloc [--workload NAME|all] [--scale F]\n"
-            "NAME: a group (seeds pairs batches replace prodcons server buffers memory) or one\n"
+            "NAME: a group (seeds pairs batches replace prodcons server churn buffers memory) or\n"
             "figure"
             " (seeds-4t, pair-64, batch-1k, replace-1t, prodcons-64, buf-64-1t, ...)\n"
             "prints one tab-separated line per figure: name, metric, value, unit, operations\n",

@@ -148,6 +148,21 @@ static void *W(server_thread)(void *arg)
     return NULL;
 }
 
+/* 8. Churn at a band edge (netty#14257): a block the size of the default chunk and one half
+ * its size, allocated and freed in turn; an allocator that maps and unmaps on each pays a
+ * system call per operation (the driver counts them with strace). */
+static void *W(churn_thread)(void *arg)
+{
+    thread_arg *a = arg;
+    barrier_wait(a);
+    for (long i = 0; i < a->iterations; i++) {
+        void *p = ALLOC((i & 1) ? ((size_t)2 << 20) : ((size_t)4 << 20));
+        touch(p, 4096);
+        FREE(p);
+    }
+    return NULL;
+}
+
 /* 7. Memory: `iterations` live blocks of random size 16 B..64 KiB, all written. */
 static void W(memory_run)(thread_arg *a, memory_result *out)
 {

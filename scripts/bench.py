@@ -16,11 +16,13 @@ import json
 import math
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
 
-GROUPS = ["seeds", "pairs", "batches", "replace", "prodcons", "server", "buffers", "memory"]
+GROUPS = ["seeds", "pairs", "batches", "replace", "prodcons", "server", "churn", "buffers",
+          "memory"]
 ICOUNT_FIGURES = ["pair-16", "pair-64", "pair-256", "pair-1k", "pair-4k", "pair-32k",
                   "pair-256k", "pair-1m", "batch-1k", "batch-64k", "replace-1t", "buf-64-1t"]
 
@@ -174,6 +176,26 @@ def svg_chart(results, names, path, title):
         f.write("\n".join(out) + "\n")
 
 
+def syscall_counts(exe, api, preload, scale):
+    """mmap + munmap + madvise calls the churn figure makes, counted by strace."""
+    if not shutil.which("strace"):
+        return None
+    with tempfile.NamedTemporaryFile(suffix=".strace") as tmp:
+        wrapper = ["strace", "-f", "-qq", "-c", "-e", "trace=mmap,munmap,madvise", "-o", tmp.name]
+        try:
+            run_bench(exe, api, preload, "churn", scale, wrapper)
+        except subprocess.CalledProcessError:
+            return None
+        with open(tmp.name) as f:
+            text = f.read()
+    calls = 0
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) >= 5 and parts[-1] in ("mmap", "munmap", "madvise"):
+            calls += int(parts[3])
+    return calls
+
+
 def timing(args, exe, allocs):
     names = [a[0] for a in allocs]
     scale = 0.05 if args.quick else 1.0
@@ -194,6 +216,12 @@ def timing(args, exe, allocs):
                         if r["metric"].startswith("ns") and r["value"] < b["value"]:
                             b["value"] = r["value"]
             results[name].extend(best)
+            if group == "churn":
+                calls = syscall_counts(exe, api, preload, scale)
+                if calls is not None:
+                    results[name].append({"figure": "churn", "metric": "mmap+munmap+madvise",
+                                          "value": float(calls), "unit": "calls",
+                                          "ops": best[0]["ops"]})
     return results
 
 
