@@ -69,6 +69,7 @@ typedef struct bp_config {
                                * this long; 0 = at once, -1 = only on bp_pool_trim; default
                                * 10000 */
     int leak_level;           /* bp_buf leak detection level; default 0 (off) */
+    int stats_print;          /* 1: print the statistics to stderr at exit; default 0 */
     const bp_os *os;          /* NULL = bp_os_default() */
 } bp_config;
 
@@ -132,6 +133,73 @@ BP_API size_t bp_pool_trim(bp_pool *pool);
 
 /* Returns every block this thread's cache holds for the pool to the pool's arenas. */
 BP_API void bp_thread_flush(bp_pool *pool);
+
+/* ------------------------------------------------------------------------------------------
+ * Statistics. A snapshot of a pool in the spirit of Netty's PooledByteBufAllocatorMetric
+ * family and jemalloc's stats: set struct_size to sizeof(bp_stats) before the call (the
+ * struct may grow; version says which layout was filled).
+ *
+ * Counts of allocations and frees are the arenas' (blocks handed to or taken back from
+ * thread caches count there, in batches); thread-cache hits are counted per thread at each
+ * trim and flush and summed here, with the calling thread's current interval exact.
+ * ------------------------------------------------------------------------------------------ */
+#define BP_STATS_VERSION 1
+#define BP_STATS_CLASSES 128
+#define BP_STATS_ARENAS  64 /* per-arena rows kept for the first arenas */
+
+typedef struct bp_stats_list {
+    const char *name; /* qInit, q000, q025, q050, q075, q100 */
+    int min_usage, max_usage;
+    uint32_t chunks;
+    uint64_t used_bytes, free_bytes;
+} bp_stats_list;
+
+typedef struct bp_stats_class {
+    size_t size;
+    bool small;        /* served by subpages */
+    uint32_t subpages; /* subpages of the class in all arenas */
+    uint64_t elements; /* their capacity in elements */
+    uint64_t free_elements;
+    uint64_t cached; /* blocks of the class in the calling thread's cache */
+} bp_stats_class;
+
+typedef struct bp_stats_arena {
+    unsigned threads; /* thread caches bound to it */
+    uint64_t allocations, frees;
+    size_t active_bytes, chunk_bytes, huge_bytes;
+    uint32_t chunks, retained_chunks;
+} bp_stats_arena;
+
+typedef struct bp_stats {
+    size_t struct_size; /* in: sizeof(bp_stats) as the caller knows it */
+    unsigned version;   /* out: BP_STATS_VERSION */
+    size_t page_size, chunk_size;
+    unsigned arenas, threads, classes;
+    uint64_t alloc_small, alloc_normal, alloc_huge;
+    uint64_t free_small, free_normal, free_huge;
+    uint64_t cache_hits;
+    size_t active_bytes; /* in blocks handed out by the arenas (thread caches included) */
+    uint64_t active_blocks;
+    size_t mapped_bytes; /* chunks and huge blocks */
+    size_t chunk_bytes, huge_bytes;
+    size_t cached_bytes; /* in thread caches (other threads: as of their last trim) */
+    size_t transfer_bytes, run_cache_bytes;
+    size_t dirty_bytes;    /* free pages still backed, waiting for their purge */
+    uint64_t purged_bytes; /* given back with purges so far */
+    uint64_t chunks_mapped, chunks_unmapped, chunks_reused;
+    uint32_t chunks, retained_chunks;
+    bp_stats_list lists[6];
+    bp_stats_class class_stats[BP_STATS_CLASSES];
+    bp_stats_arena arena_stats[BP_STATS_ARENAS];
+} bp_stats;
+
+typedef enum bp_format { BP_FORMAT_TEXT, BP_FORMAT_JSON, BP_FORMAT_SVG } bp_format;
+
+/* 0, or BP_EINVAL when out->struct_size is smaller than this library's bp_stats. */
+BP_API int bp_pool_stats(bp_pool *pool, bp_stats *out);
+/* Text tables, JSON (schema in docs/stats-json.md), or an SVG picture of every chunk's pages.
+ * Returns 0, or BP_EIO when writing failed. */
+BP_API int bp_pool_print_stats(bp_pool *pool, FILE *out, bp_format fmt);
 
 /* ------------------------------------------------------------------------------------------
  * Buffers. A bp_buf is Netty's ByteBuf for C: bytes in pooled memory with a reader and a

@@ -595,6 +595,8 @@ struct bp_tcache {
     bp_tcache *pool_prev, *pool_next; /* the pool's caches (registry lock) */
     size_t map_size;
     uint64_t trims, flushes, refills;
+    uint64_t hits_total;  /* hits summed at each trim and flush; read by stats (atomic) */
+    size_t cached_bytes;  /* bytes in the bins at the last trim or flush (atomic) */
     bp_tcache_bin bins[]; /* [nbins]; bin c + 1 caches class c; bin 0 always looks full */
 };
 _Static_assert(sizeof(bp_tcache_bin) == BP_BIN_SIZE, "unit_info encodes bin offsets");
@@ -627,6 +629,9 @@ void bp_tcache_pool_destroying(bp_pool *pool);
 void bp_tcache_prefork(void);
 void bp_tcache_postfork_parent(void);
 void bp_tcache_postfork_child(void);
+/* Thread-cache hits and cached bytes for stats: every cache's as of its last trim or flush,
+ * the calling thread's exact, plus what exited threads counted. */
+void bp_tcache_stats(bp_pool *pool, uint64_t *hits, size_t *cached_bytes);
 /* Blocks this thread's cache for `pool` holds (for tests and stats). */
 size_t bp_tcache_cached_blocks(bp_pool *pool);
 size_t bp_tcache_cached_class(bp_pool *pool, unsigned cls);
@@ -660,8 +665,9 @@ struct bp_pool {
     uint32_t leak_sample;
     bp_pool *leak_next;
     void (*on_destroy)(bp_pool *pool);
-    bp_pool *next_pool;  /* every live pool, for fork() (pool.c's pools_lock) */
-    size_t mapped_bytes; /* atomic: chunks and huge blocks mapped, held <= memory_limit */
+    bp_pool *next_pool;    /* every live pool, for fork() (pool.c's pools_lock) */
+    size_t mapped_bytes;   /* atomic: chunks and huge blocks mapped, held <= memory_limit */
+    uint64_t retired_hits; /* atomic: thread-cache hits of caches already gone */
     uint64_t magic;
 };
 #define BP_POOL_MAGIC 0x627566706f6f6c31ull /* "bufpool1" */
@@ -672,6 +678,8 @@ bool bp_pool_reserve(bp_pool *pool, size_t bytes);
 void bp_pool_unreserve(bp_pool *pool, size_t bytes);
 /* Walks every arena, chunk, run and subpage; returns the number of problems found. */
 int bp_pool_check(bp_pool *pool);
+/* Calls fn for every live pool (under the pool list's lock). */
+void bp_pool_for_each(void (*fn)(bp_pool *pool));
 /* Counters of all arenas added up. */
 void bp_pool_counters(bp_pool *pool, bp_arena_counters *out);
 

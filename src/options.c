@@ -30,6 +30,7 @@ static const option options[] = {
     OPT(retained_chunks, OPT_UINT, 0, 1024),
     OPT(purge_decay_ms, OPT_INT, (uint64_t)-1, 3600000), /* -1..1h: INT ranges are signed */
     OPT(leak_level, OPT_INT, 0, 3),
+    OPT(stats_print, OPT_INT, 0, 1),
 };
 
 void bp_config_defaults(bp_config *cfg)
@@ -46,6 +47,7 @@ void bp_config_defaults(bp_config *cfg)
     cfg->retained_chunks = 2;
     cfg->purge_decay_ms = 10000;
     cfg->leak_level = 0;
+    cfg->stats_print = 0;
     cfg->os = NULL;
 }
 

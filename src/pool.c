@@ -31,6 +31,10 @@ static int validate(const bp_config *cfg)
         bp_message("bp_pool_new: purge_decay_ms %d is below -1 (never)", cfg->purge_decay_ms);
         return EINVAL;
     }
+    if (cfg->stats_print < 0 || cfg->stats_print > 1) {
+        bp_message("bp_pool_new: stats_print %d is not 0 or 1", cfg->stats_print);
+        return EINVAL;
+    }
     if (cfg->leak_level < 0 || cfg->leak_level > 3) {
         bp_message("bp_pool_new: leak_level %d is not in 0..3", cfg->leak_level);
         return EINVAL;
@@ -198,6 +202,14 @@ void bp_pool_destroy(bp_pool *pool)
 void bp_pool_config(const bp_pool *pool, bp_config *out)
 {
     *out = pool->config;
+}
+
+void bp_pool_for_each(void (*fn)(bp_pool *pool))
+{
+    pthread_mutex_lock(&pools_lock);
+    for (bp_pool *p = all_pools; p != NULL; p = p->next_pool)
+        fn(p);
+    pthread_mutex_unlock(&pools_lock);
 }
 
 static bp_pool *default_pool;

@@ -83,6 +83,8 @@ void bp_tcache_pool_created(bp_pool *pool)
 
 static void unlink_from_pool(bp_tcache *tc)
 {
+    __atomic_add_fetch(&tc->pool->retired_hits, __atomic_load_n(&tc->hits_total, __ATOMIC_RELAXED),
+                       __ATOMIC_RELAXED);
     if (tc->pool_prev != NULL)
         tc->pool_prev->pool_next = tc->pool_next;
     else
@@ -228,12 +230,25 @@ static void bin_flush(bp_tcache_bin *bin, uint32_t n, bool transfer)
     bin->head += n;
 }
 
+/* What stats read of another thread's cache: hits and cached bytes, stored atomically at the
+ * owner's trims and flushes (the fast path itself keeps plain counters). */
+static void publish_stats(bp_tcache *tc, uint64_t hits)
+{
+    size_t bytes = 0;
+    for (uint32_t b = 1; b < tc->nbins; b++)
+        bytes += (size_t)bin_count(&tc->bins[b]) * tc->pool->sc.size[b - 1];
+    __atomic_store_n(&tc->hits_total, tc->hits_total + hits, __ATOMIC_RELAXED);
+    __atomic_store_n(&tc->cached_bytes, bytes, __ATOMIC_RELAXED);
+}
+
 void bp_tcache_trim(bp_tcache *tc)
 {
     /* Netty's rule: a bin that served fewer allocations than it can hold since the last
      * trim did not need the difference; that many of its oldest entries go back. */
+    uint64_t hits = 0;
     for (uint32_t b = 1; b < tc->nbins; b++) {
         bp_tcache_bin *bin = &tc->bins[b];
+        hits += bin->hits;
         if (bin->capacity > bin->hits && bin->head != bin->empty) {
             bin_flush(bin, bin->capacity - bin->hits, false);
             bin->fill = (uint16_t)BP_MAX(bin->fill / 2u, 1u); /* it held more than needed */
@@ -242,6 +257,7 @@ void bp_tcache_trim(bp_tcache *tc)
     }
     tc->trims++;
     tc->countdown = (int32_t)tc->pool->config.trim_interval;
+    publish_stats(tc, hits);
 }
 
 void *bp_tcache_trim_returning(bp_tcache *tc, void *p)
@@ -252,11 +268,14 @@ void *bp_tcache_trim_returning(bp_tcache *tc, void *p)
 
 static void tcache_flush_all(bp_tcache *tc)
 {
+    uint64_t hits = 0;
     for (uint32_t b = 1; b < tc->nbins; b++) {
         bin_flush(&tc->bins[b], bin_count(&tc->bins[b]), false);
+        hits += tc->bins[b].hits;
         tc->bins[b].hits = 0;
     }
     tc->flushes++;
+    publish_stats(tc, hits);
 }
 
 void *bp_tcache_alloc_slow(bp_pool *pool, unsigned cls)
@@ -370,6 +389,28 @@ static const bp_tcache *live_cache(bp_pool *pool)
         return NULL;
     const bp_tcache *tc = slot_cache(pool->tc_slot);
     return tc == EMPTY_CACHE || tc->pool != pool ? NULL : tc;
+}
+
+void bp_tcache_stats(bp_pool *pool, uint64_t *hits, size_t *cached_bytes)
+{
+    const bp_tcache *mine = live_cache(pool);
+    *hits = __atomic_load_n(&pool->retired_hits, __ATOMIC_RELAXED);
+    *cached_bytes = 0;
+    pthread_mutex_lock(&registry_lock);
+    for (const bp_tcache *tc = pool->tcaches; tc != NULL; tc = tc->pool_next) {
+        if (tc == mine)
+            continue;
+        *hits += __atomic_load_n(&tc->hits_total, __ATOMIC_RELAXED);
+        *cached_bytes += __atomic_load_n(&tc->cached_bytes, __ATOMIC_RELAXED);
+    }
+    pthread_mutex_unlock(&registry_lock);
+    if (mine != NULL) { /* this thread's own cache, exactly */
+        *hits += mine->hits_total;
+        for (uint32_t b = 1; b < mine->nbins; b++) {
+            *hits += mine->bins[b].hits;
+            *cached_bytes += (size_t)bin_count(&mine->bins[b]) * pool->sc.size[b - 1];
+        }
+    }
 }
 
 size_t bp_tcache_cached_blocks(bp_pool *pool)
