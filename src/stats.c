@@ -163,7 +163,33 @@ static void print_text(const bp_stats *s, FILE *f)
     }
 }
 
-static void print_json(const bp_stats *s, FILE *f)
+/* Every chunk with its list, usage and free bytes (a separate walk: the snapshot keeps
+ * per-list sums only). */
+static void print_json_chunks(bp_pool *pool, FILE *f)
+{
+    bool first = true;
+    for (unsigned a = 0; a < pool->narenas; a++) {
+        bp_arena *arena = &pool->arenas[a];
+        bp_lock_acquire(&arena->lock);
+        for (int i = 0; i <= BP_NLISTS; i++) {
+            const bp_chunk *c = i < BP_NLISTS ? arena->lists[i].head : arena->retained;
+            for (; c != NULL; c = c->next) {
+                fprintf(f,
+                        "%s    {\"arena\": %u, \"list\": \"%s\", \"usage\": %u, \"free_bytes\": "
+                        "%zu, \"dirty_bytes\": %zu}",
+                        first ? "" : ",\n", a, i < BP_NLISTS ? arena->lists[i].name : "retained",
+                        bp_chunk_usage(c), (size_t)c->free_pages << c->page_shift,
+                        (size_t)c->dirty_pages << c->page_shift);
+                first = false;
+            }
+        }
+        bp_lock_release(&arena->lock);
+    }
+    if (!first)
+        fprintf(f, "\n");
+}
+
+static void print_json(bp_pool *pool, const bp_stats *s, FILE *f)
 {
     fprintf(f, "{\n  \"version\": %u,\n  \"page_size\": %zu,\n  \"chunk_size\": %zu,\n", s->version,
             s->page_size, s->chunk_size);
@@ -208,6 +234,8 @@ static void print_json(const bp_stats *s, FILE *f)
                 (unsigned long long)k->elements, (unsigned long long)k->free_elements,
                 (unsigned long long)k->cached, c + 1 < s->classes ? "," : "");
     }
+    fprintf(f, "  ],\n  \"chunk_list\": [\n");
+    print_json_chunks(pool, f);
     fprintf(f, "  ],\n  \"arena_stats\": [\n");
     unsigned rows = BP_MIN(s->arenas, (unsigned)BP_STATS_ARENAS);
     for (unsigned a = 0; a < rows; a++) {
@@ -319,7 +347,7 @@ int bp_pool_print_stats(bp_pool *pool, FILE *out, bp_format fmt)
         s.struct_size = sizeof s;
         bp_pool_stats(pool, &s);
         if (fmt == BP_FORMAT_JSON)
-            print_json(&s, out);
+            print_json(pool, &s, out);
         else
             print_text(&s, out);
     }

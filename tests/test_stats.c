@@ -127,11 +127,13 @@ static void test_json_and_svg(void)
     python("import json,sys; d = json.load(open(sys.argv[1])); "
            "print(d[\"allocations\"][\"small\"], d[\"allocations\"][\"huge\"], "
            "d[\"frees\"][\"normal\"], d[\"active_bytes\"], d[\"mapped_bytes\"], "
-           "d[\"lists\"][0][\"used_bytes\"], d[\"classes\"][6][\"free_elements\"])",
+           "d[\"lists\"][0][\"used_bytes\"], d[\"classes\"][6][\"free_elements\"], "
+           "[(c[\"list\"], c[\"usage\"], c[\"free_bytes\"]) for c in d[\"chunk_list\"]])",
            path, got, sizeof got);
     char expect[256];
-    snprintf(expect, sizeof expect, "10 1 1 %zu %zu %d 506\n",
-             6 * 112 + 2 * 65536 + ((size_t)5 << 20), (size_t)9 << 20, 23 * 8192);
+    snprintf(expect, sizeof expect, "10 1 1 %zu %zu %d 506 [('qInit', 5, %d)]\n",
+             6 * 112 + 2 * 65536 + ((size_t)5 << 20), (size_t)9 << 20, 23 * 8192,
+             (512 - 23) * 8192);
     CHECK(strcmp(got, expect) == 0);
     if (strcmp(got, expect) != 0)
         fprintf(stderr, "  json: '%s' expected '%s'\n", got, expect);
