@@ -4,11 +4,12 @@
 #   checked  gcc, internal checks on         asan   gcc, ASan + UBSan, checks on
 #   tsan     clang, ThreadSanitizer          clang  clang release build, checks off
 #   format   clang-format over every source  bench  the benchmark suite, --quick (smoke)
+#   valgrind the single-threaded tests of the checked build under valgrind's memcheck
 # BP_TEST_CONFIGS selects a subset, e.g. BP_TEST_CONFIGS="checked format".
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh || exit 1
-configs=${BP_TEST_CONFIGS:-checked asan tsan clang format bench}
+configs=${BP_TEST_CONFIGS:-checked asan tsan clang valgrind format bench}
 jobs=$(nproc)
 passed=0
 failed=0
@@ -56,6 +57,22 @@ for c in $configs; do
     tsan) run_ctest tsan build/tsan thread -DCMAKE_C_COMPILER=clang -DBP_CHECKED=ON \
         -DBP_SANITIZE=thread ;;
     clang) run_ctest clang build/clang "" -DCMAKE_C_COMPILER=clang ;;
+    valgrind)
+        echo "=== valgrind (memcheck, --error-exitcode=1) over the checked build's tests"
+        [[ -x build/checked/test_chunk ]] ||
+            run_ctest checked build/checked "" -DCMAKE_C_COMPILER=gcc -DBP_CHECKED=ON
+        for t in test_size_classes test_chunk test_api test_os_failure test_model test_buf \
+                 test_buf_model test_leak test_stats test_memory; do
+            if (cd build/checked && BP_SANITIZER=valgrind valgrind -q --error-exitcode=1 \
+                    --leak-check=no "./$t" >"../valgrind-$t.log" 2>&1); then
+                echo "ok      valgrind $t"
+                record "valgrind $t" 0
+            else
+                echo "FAILED  valgrind $t (build/valgrind-$t.log)"
+                tail -20 "build/valgrind-$t.log"
+                record "valgrind $t" 1
+            fi
+        done ;;
     format)
         echo "=== format"
         bash scripts/format-check.sh
