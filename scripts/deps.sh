@@ -11,6 +11,10 @@ missing=()
 for entry in "${tools[@]}"; do
     command -v "${entry%%:*}" >/dev/null 2>&1 || missing+=("${entry#*:}")
 done
+# clang's sanitizer and libFuzzer runtimes are only a Recommends of clang in Debian
+for pkg in libclang-rt-dev; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+done
 optional=()
 if [[ ${1:-} == bench ]]; then
     for pkg in libjemalloc2 libmimalloc2.0 libtcmalloc-minimal4; do

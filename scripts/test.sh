@@ -5,11 +5,12 @@
 #   tsan     clang, ThreadSanitizer          clang  clang release build, checks off
 #   format   clang-format over every source  bench  the benchmark suite, --quick (smoke)
 #   valgrind the single-threaded tests of the checked build under valgrind's memcheck
+#   fuzz     each libFuzzer target: its corpus as regression tests, then 30 s of fuzzing
 # BP_TEST_CONFIGS selects a subset, e.g. BP_TEST_CONFIGS="checked format".
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh || exit 1
-configs=${BP_TEST_CONFIGS:-checked asan tsan clang valgrind format bench}
+configs=${BP_TEST_CONFIGS:-checked asan tsan clang valgrind fuzz format bench}
 jobs=$(nproc)
 passed=0
 failed=0
@@ -73,6 +74,40 @@ for c in $configs; do
                 record "valgrind $t" 1
             fi
         done ;;
+    fuzz)
+        echo "=== fuzz: libFuzzer targets (clang, ASan + UBSan)"
+        if ! cmake -S . -B build/fuzz -DCMAKE_C_COMPILER=clang -DBP_FUZZ=ON -DBP_CHECKED=ON \
+                >build/fuzz.log 2>&1 ||
+            ! cmake --build build/fuzz -j"$jobs" --target fuzz_engine fuzz_buf fuzz_conf \
+                >>build/fuzz.log 2>&1; then
+            tail -30 build/fuzz.log
+            record "fuzz: build" 1
+        else
+            for target in engine buf conf; do
+                exe=build/fuzz/fuzz_$target
+                if "$exe" -close_fd_mask=2 -artifact_prefix=build/ fuzz/corpus/$target/* \
+                        >"build/fuzz-$target-corpus.log" 2>&1; then
+                    record "fuzz $target corpus" 0
+                    echo "ok      fuzz_$target: corpus replayed"
+                else
+                    record "fuzz $target corpus" 1
+                    tail -30 "build/fuzz-$target-corpus.log"
+                fi
+                work=build/fuzz-corpus-$target
+                rm -rf "$work" && mkdir -p "$work" && cp fuzz/corpus/$target/* "$work"/
+                if "$exe" -close_fd_mask=2 -artifact_prefix=build/ \
+                        -max_total_time="${BP_FUZZ_SECONDS:-30}" \
+                        -print_final_stats=1 "$work" >"build/fuzz-$target.log" 2>&1; then
+                    record "fuzz $target" 0
+                    echo "ok      fuzz_$target: $(grep -o 'number_of_executed_units: [0-9]*' \
+                        "build/fuzz-$target.log" | grep -o '[0-9]*') runs," \
+                        "$(grep -o 'cov: [0-9]*' "build/fuzz-$target.log" | tail -1)"
+                else
+                    record "fuzz $target" 1
+                    tail -40 "build/fuzz-$target.log"
+                fi
+            done
+        fi ;;
     format)
         echo "=== format"
         bash scripts/format-check.sh

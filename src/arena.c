@@ -291,7 +291,7 @@ void *bp_arena_alloc_huge(bp_arena *arena, size_t size, size_t align)
     bp_chunk *huge = desc_take(arena);
     if (huge != NULL) {
         huge->base = (uintptr_t)memory;
-        huge->unit_info_biased = bp_zero_units - (huge->base >> BP_UNIT_SHIFT);
+        huge->unit_info_biased = bp_units_biased(bp_zero_units, huge->base);
         huge->tc_slot = pool->tc_slot;
         huge->kind = BP_CHUNK_HUGE;
         huge->page_shift = (uint8_t)pool->sc.page_shift;

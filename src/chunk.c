@@ -165,7 +165,7 @@ bp_chunk *bp_chunk_new(bp_arena *arena)
     chunk->page_shift = (uint8_t)sc->page_shift;
     chunk->kind = BP_CHUNK_POOLED;
     chunk->unit_info = (uint32_t *)(meta + off_info);
-    chunk->unit_info_biased = chunk->unit_info - (chunk->base >> BP_UNIT_SHIFT);
+    chunk->unit_info_biased = bp_units_biased(chunk->unit_info, chunk->base);
     chunk->tc_slot = pool->tc_slot;
     chunk->arena = arena;
     chunk->pool = pool;

@@ -344,6 +344,13 @@ typedef struct bp_chunk_usage_walk {
 } bp_chunk_usage_walk;
 bp_chunk_usage_walk bp_chunk_walk(const bp_chunk *chunk);
 
+/* unit_info biased by the chunk's base: indexing it with addr >> 12 lands in unit_info.
+ * Computed on integers: the biased pointer itself lies outside the array. */
+bp_inline const uint32_t *bp_units_biased(const uint32_t *units, uintptr_t base)
+{
+    return (const uint32_t *)((uintptr_t)units - (base >> BP_UNIT_SHIFT) * sizeof(uint32_t));
+}
+
 /* unit_info of the first unit of a page. */
 bp_inline uint32_t bp_chunk_page_info(const bp_chunk *chunk, uint32_t page)
 {
