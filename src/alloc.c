@@ -39,6 +39,45 @@ static bp_noinline void *alloc_slow(bp_pool *pool, size_t size)
     return alloc_huge(pool, size, 0);
 }
 
+#if BP_ASAN
+/* ASan builds: the public entry points unpoison what they hand out (the requested bytes:
+ * writing past them is reported) and poison what comes back; the implementations below are
+ * the ordinary ones under other names. */
+static void *alloc_impl(bp_pool *pool, size_t size);
+static void *aligned_impl(bp_pool *pool, size_t align, size_t size);
+static void free_impl(void *p);
+
+void *bp_alloc(bp_pool *pool, size_t size)
+{
+    void *p = alloc_impl(pool, size);
+    if (p != NULL)
+        bp_unpoison(p, size ? size : 1);
+    return p;
+}
+
+void *bp_aligned_alloc(bp_pool *pool, size_t align, size_t size)
+{
+    void *p = aligned_impl(pool, align, size);
+    if (p != NULL)
+        bp_unpoison(p, size ? size : 1);
+    return p;
+}
+
+void bp_free(void *p)
+{
+    if (p != NULL) {
+        bp_chunk *chunk = bp_chunk_map_lookup((uintptr_t)p);
+        if (chunk != NULL && chunk->kind == BP_CHUNK_POOLED &&
+            bp_chunk_info_at(chunk, (uintptr_t)p))
+            bp_poison(p, bp_usable_size(p)); /* huge blocks are unmapped instead */
+    }
+    free_impl(p);
+}
+#define bp_alloc         alloc_impl
+#define bp_aligned_alloc aligned_impl
+#define bp_free          free_impl
+#endif
+
 /* The fast path: the class's bin offset (a table lookup up to 4 KiB, the size formula up to
  * max_cached) and a pop from this thread's bin, no lock, no atomic; every trim_interval
  * allocations the cache trims itself. */
@@ -64,6 +103,10 @@ void *bp_alloc(bp_pool *pool, size_t size)
     }
     return alloc_slow(pool, size);
 }
+
+#if BP_ASAN
+#undef bp_alloc
+#endif
 
 void *bp_calloc(bp_pool *pool, size_t n, size_t size)
 {
@@ -100,6 +143,10 @@ void *bp_aligned_alloc(bp_pool *pool, size_t align, size_t size)
     void *p = bp_arena_alloc_aligned(bp_thread_arena(pool), cls, align);
     return p != NULL ? p : fail(ENOMEM);
 }
+
+#if BP_ASAN
+#undef bp_aligned_alloc
+#endif
 
 /* ---- from a pointer to its block -------------------------------------------------------- */
 
@@ -212,6 +259,10 @@ void bp_free(void *p)
     free_slow(p);
 }
 
+#if BP_ASAN
+#undef bp_free
+#endif
+
 void bp_free_sized(void *p, size_t size)
 {
     if (p == NULL)
@@ -247,8 +298,10 @@ void *bp_realloc(bp_pool *pool, void *p, size_t size)
         /* Same pool, same class: nothing to do. A block aligned beyond its size keeps its
          * larger class only while the new size still needs it. */
         if (b.chunk->pool == pool && size <= pool->chunk_size &&
-            bp_size_to_class(&pool->sc, size) == cls)
+            bp_size_to_class(&pool->sc, size) == cls) {
+            bp_unpoison(p, size ? size : 1); /* ASan builds: the block's new extent */
             return p;
+        }
     } else {
         usable = b.chunk->size;
         if (b.chunk->pool == pool && size > pool->chunk_size &&
@@ -258,6 +311,7 @@ void *bp_realloc(bp_pool *pool, void *p, size_t size)
     void *q = bp_alloc(pool, size);
     if (q == NULL)
         return NULL;
+    bp_unpoison(p, usable); /* ASan builds: the old block's unrequested tail is copied too */
     memcpy(q, p, BP_MIN(size, usable));
     bp_free(p);
     return q;

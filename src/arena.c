@@ -428,6 +428,8 @@ static bool transfer_push(bp_arena *arena, bp_transfer *t, void **blocks, unsign
     if (__atomic_load_n(&t->count, __ATOMIC_RELAXED) + n > limit ||
         __atomic_load_n(&arena->bound_threads, __ATOMIC_RELAXED) == 0)
         return false;
+    for (unsigned i = 0; i < n; i++) /* ASan builds: the link word of a freed block */
+        bp_unpoison(blocks[i], sizeof(void *));
     for (unsigned i = 0; i + 1 < n; i++)
         *(void **)blocks[i] = blocks[i + 1];
     void *head = __atomic_load_n(&t->head, __ATOMIC_RELAXED);
@@ -436,6 +438,8 @@ static bool transfer_push(bp_arena *arena, bp_transfer *t, void **blocks, unsign
     } while (!__atomic_compare_exchange_n(&t->head, &head, blocks[0], true, __ATOMIC_RELEASE,
                                           __ATOMIC_RELAXED));
     __atomic_add_fetch(&t->count, n, __ATOMIC_RELAXED);
+    for (unsigned i = 0; i < n; i++)
+        bp_poison(blocks[i], sizeof(void *));
     return true;
 }
 
@@ -449,14 +453,20 @@ unsigned bp_arena_transfer_take(bp_arena *arena, unsigned cls, void **out, unsig
     unsigned n = 0;
     while (list != NULL && n < max) {
         out[n++] = list;
-        list = *(void **)list;
+        bp_unpoison(list, sizeof(void *));
+        void *next = *(void **)list;
+        bp_poison(list, sizeof(void *));
+        list = next;
     }
     if (list != NULL) { /* more than fits: the rest go to the bitmaps */
         void *rest[256];
         unsigned k = 0;
         while (list != NULL) {
             rest[k++] = list;
-            list = *(void **)list;
+            bp_unpoison(list, sizeof(void *));
+            void *next = *(void **)list;
+            bp_poison(list, sizeof(void *));
+            list = next;
             if (k == 256 || list == NULL) {
                 bp_arena_free_batch(rest, k, false);
                 k = 0;
@@ -507,9 +517,13 @@ size_t bp_arena_transfer_bytes(bp_arena *arena)
 {
     size_t bytes = 0;
     for (unsigned cls = 0; cls < arena->pool->cache_classes; cls++)
-        for (void *b = __atomic_load_n(&arena->transfer[cls].head, __ATOMIC_ACQUIRE); b != NULL;
-             b = *(void **)b)
+        for (void *b = __atomic_load_n(&arena->transfer[cls].head, __ATOMIC_ACQUIRE); b != NULL;) {
             bytes += arena->pool->sc.size[cls];
+            bp_unpoison(b, sizeof(void *));
+            void *next = *(void **)b;
+            bp_poison(b, sizeof(void *));
+            b = next;
+        }
     return bytes;
 }
 

@@ -271,6 +271,7 @@ size_t bp_buf_grow_capacity(size_t min_capacity, size_t max_capacity)
 static int grow_contiguous(bp_buf *b, size_t new_capacity)
 {
     if (room(b) >= new_capacity) {
+        bp_unpoison(b->data, new_capacity); /* ASan builds: the block's slack comes into use */
         b->capacity = new_capacity;
         return BP_OK;
     }

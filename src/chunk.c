@@ -158,6 +158,7 @@ bp_chunk *bp_chunk_new(bp_arena *arena)
         bp_pool_unreserve(pool, pool->chunk_size);
         return NULL;
     }
+    bp_poison(memory, pool->chunk_size); /* ASan builds: nothing handed out yet */
     /* The OS layer hands out zeroed memory: every set, map and count starts at 0. */
     bp_chunk *chunk = (bp_chunk *)meta;
     chunk->base = (uintptr_t)memory;
@@ -196,6 +197,7 @@ void bp_chunk_delete(bp_chunk *chunk)
 {
     bp_pool *pool = chunk->pool;
     bp_chunk_map_unregister(chunk->base, chunk->size);
+    bp_unpoison((void *)chunk->base, chunk->map_size); /* the range may be mapped again */
     bp_os_unmap(&pool->os, (void *)chunk->base, chunk->map_size);
     bp_pool_unreserve(pool, chunk->map_size);
     bp_os_unmap(&pool->os, chunk, chunk->meta_size);

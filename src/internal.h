@@ -31,6 +31,27 @@
 #define bp_assert(cond) ((void)0)
 #endif
 
+/* ASan builds: freed and not-yet-allocated pool memory is poisoned, so a use after free or
+ * an overflow inside a chunk is reported (see alloc.c). No-ops otherwise. */
+#if defined(__SANITIZE_ADDRESS__)
+#define BP_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define BP_ASAN 1
+#endif
+#endif
+#ifndef BP_ASAN
+#define BP_ASAN 0
+#endif
+#if BP_ASAN
+#include <sanitizer/asan_interface.h>
+#define bp_poison(p, n)   ASAN_POISON_MEMORY_REGION((p), (n))
+#define bp_unpoison(p, n) ASAN_UNPOISON_MEMORY_REGION((p), (n))
+#else
+#define bp_poison(p, n)   ((void)(p), (void)(n))
+#define bp_unpoison(p, n) ((void)(p), (void)(n))
+#endif
+
 #define BP_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define BP_MAX(a, b) ((a) > (b) ? (a) : (b))
 

@@ -54,6 +54,13 @@ static int test_checks;
         printf("%-40s %s\n", #fn, test_failures == before_ ? "ok" : "FAILED");                     \
     } while (0)
 
+#define RUN_NAMED(label, call)                                                                     \
+    do {                                                                                           \
+        int before_ = test_failures;                                                               \
+        call;                                                                                      \
+        printf("%-40s %s\n", label, test_failures == before_ ? "ok" : "FAILED");                   \
+    } while (0)
+
 static inline int test_report(void)
 {
     printf("%d checks, %d failed\n", test_checks, test_failures);

@@ -1,0 +1,90 @@
+/* test_asan_visibility.c — in an ASan build, pool memory a program must not touch is
+ * poisoned: a use after free and an overflow past the requested size inside a chunk are
+ * reported by ASan (each planted in a child process, whose report the parent reads). Built
+ * only for the ASan configuration. */
+#include "internal.h"
+#include "test.h"
+
+#include <signal.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+typedef void (*bug_fn)(bp_pool *pool);
+
+static void expect_report(const char *name, bug_fn fn, const char *word)
+{
+    int fds[2];
+    REQUIRE(pipe(fds) == 0);
+    fflush(stdout);
+    pid_t pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        close(fds[0]);
+        dup2(fds[1], 2);
+        bp_pool *pool = bp_pool_new(NULL);
+        fn(pool);
+        _exit(0); /* not reported: the parent sees a clean exit */
+    }
+    close(fds[1]);
+    char out[16384];
+    size_t len = 0;
+    ssize_t n;
+    while (len < sizeof out - 1 && (n = read(fds[0], out + len, sizeof out - 1 - len)) > 0)
+        len += (size_t)n;
+    out[len] = '\0';
+    close(fds[0]);
+    int status;
+    waitpid(pid, &status, 0);
+    bool reported = !(WIFEXITED(status) && WEXITSTATUS(status) == 0) &&
+                    strstr(out, "AddressSanitizer") != NULL && strstr(out, word) != NULL;
+    CHECK(reported);
+    if (!reported)
+        fprintf(stderr, "  %s: status %#x\n%.2000s\n", name, status, out);
+}
+
+static void use_after_free(bp_pool *pool)
+{
+    volatile char *keep = bp_alloc(pool, 64); /* the subpage stays */
+    volatile char *p = bp_alloc(pool, 64);
+    bp_free((void *)p);
+    p[10] = 1;
+    (void)keep;
+}
+
+static void use_after_free_cached_normal(bp_pool *pool)
+{
+    volatile char *p = bp_alloc(pool, 20000);
+    bp_free((void *)p);
+    p[19999] = 1;
+}
+
+static void overflow_past_request(bp_pool *pool)
+{
+    volatile char *p = bp_alloc(pool, 100); /* a 112-byte class: 12 bytes of slack */
+    p[104] = 1;
+}
+
+static void read_of_untouched_chunk(bp_pool *pool)
+{
+    volatile char *p = bp_alloc(pool, 64 << 10); /* a run at the start of a fresh chunk */
+    char c = p[(64 << 10) + 4096];               /* the free pages after it */
+    (void)c;
+}
+
+int main(void)
+{
+    if (!BP_ASAN) {
+        printf("not an ASan build\n");
+        return 1; /* CMake adds this test to the ASan configuration only */
+    }
+    RUN_NAMED("use after free (small)",
+              expect_report("uaf small", use_after_free, "use-after-poison"));
+    RUN_NAMED("use after free (cached normal)",
+              expect_report("uaf normal", use_after_free_cached_normal, "use-after-poison"));
+    RUN_NAMED("overflow past the request",
+              expect_report("overflow", overflow_past_request, "use-after-poison"));
+    RUN_NAMED("read of free chunk pages",
+              expect_report("untouched", read_of_untouched_chunk, "use-after-poison"));
+    return test_report();
+}
