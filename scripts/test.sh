@@ -4,7 +4,7 @@
 #   checked  gcc, internal checks on         asan   gcc, ASan + UBSan, checks on
 #   tsan     clang, ThreadSanitizer          clang  clang release build, checks off
 #   format   clang-format over every source  bench  the benchmark suite, --quick (smoke)
-#   valgrind the single-threaded tests of the checked build under valgrind's memcheck
+#   valgrind the single-threaded tests under memcheck, in a build announcing blocks to it
 #   fuzz     each libFuzzer target: its corpus as regression tests, then 30 s of fuzzing
 # BP_TEST_CONFIGS selects a subset, e.g. BP_TEST_CONFIGS="checked format".
 set -uo pipefail
@@ -59,21 +59,26 @@ for c in $configs; do
         -DBP_SANITIZE=thread ;;
     clang) run_ctest clang build/clang "" -DCMAKE_C_COMPILER=clang ;;
     valgrind)
-        echo "=== valgrind (memcheck, --error-exitcode=1) over the checked build's tests"
-        [[ -x build/checked/test_chunk ]] ||
-            run_ctest checked build/checked "" -DCMAKE_C_COMPILER=gcc -DBP_CHECKED=ON
-        for t in test_size_classes test_chunk test_api test_os_failure test_model test_buf \
-                 test_buf_model test_leak test_stats test_memory; do
-            if (cd build/checked && BP_SANITIZER=valgrind valgrind -q --error-exitcode=1 \
-                    --leak-check=no "./$t" >"../valgrind-$t.log" 2>&1); then
-                echo "ok      valgrind $t"
-                record "valgrind $t" 0
-            else
-                echo "FAILED  valgrind $t (build/valgrind-$t.log)"
-                tail -20 "build/valgrind-$t.log"
-                record "valgrind $t" 1
-            fi
-        done ;;
+        echo "=== valgrind: memcheck (--error-exitcode=1) over a build that announces blocks"
+        if ! cmake -S . -B build/valgrind -DCMAKE_C_COMPILER=gcc -DBP_CHECKED=ON -DBP_VALGRIND=ON \
+                >build/valgrind.log 2>&1 ||
+            ! cmake --build build/valgrind -j"$jobs" >>build/valgrind.log 2>&1; then
+            tail -30 build/valgrind.log
+            record "valgrind: build" 1
+        else
+            for t in test_size_classes test_chunk test_api test_os_failure test_model test_buf \
+                     test_buf_model test_leak test_stats test_memory test_valgrind_visibility; do
+                if (cd build/valgrind && BP_SANITIZER=valgrind valgrind -q --error-exitcode=1 \
+                        --leak-check=no "./$t" >"../valgrind-$t.log" 2>&1); then
+                    echo "ok      valgrind $t"
+                    record "valgrind $t" 0
+                else
+                    echo "FAILED  valgrind $t (build/valgrind-$t.log)"
+                    tail -20 "build/valgrind-$t.log"
+                    record "valgrind $t" 1
+                fi
+            done
+        fi ;;
     fuzz)
         echo "=== fuzz: libFuzzer targets (clang, ASan + UBSan)"
         if ! cmake -S . -B build/fuzz -DCMAKE_C_COMPILER=clang -DBP_FUZZ=ON -DBP_CHECKED=ON \

@@ -39,10 +39,10 @@ static bp_noinline void *alloc_slow(bp_pool *pool, size_t size)
     return alloc_huge(pool, size, 0);
 }
 
-#if BP_ASAN
-/* ASan builds: the public entry points unpoison what they hand out (the requested bytes:
- * writing past them is reported) and poison what comes back; the implementations below are
- * the ordinary ones under other names. */
+#if BP_TRACK
+/* ASan and valgrind builds: the public entry points announce what they hand out (the
+ * requested bytes: touching past them is reported) and what comes back; the implementations
+ * below are the ordinary ones under other names. */
 static void *alloc_impl(bp_pool *pool, size_t size);
 static void *aligned_impl(bp_pool *pool, size_t align, size_t size);
 static void free_impl(void *p);
@@ -51,7 +51,7 @@ void *bp_alloc(bp_pool *pool, size_t size)
 {
     void *p = alloc_impl(pool, size);
     if (p != NULL)
-        bp_unpoison(p, size ? size : 1);
+        bp_track_alloc(pool, p, size ? size : 1);
     return p;
 }
 
@@ -59,17 +59,16 @@ void *bp_aligned_alloc(bp_pool *pool, size_t align, size_t size)
 {
     void *p = aligned_impl(pool, align, size);
     if (p != NULL)
-        bp_unpoison(p, size ? size : 1);
+        bp_track_alloc(pool, p, size ? size : 1);
     return p;
 }
 
 void bp_free(void *p)
 {
     if (p != NULL) {
+        size_t usable = bp_usable_size(p); /* reports a pointer that is no block */
         bp_chunk *chunk = bp_chunk_map_lookup((uintptr_t)p);
-        if (chunk != NULL && chunk->kind == BP_CHUNK_POOLED &&
-            bp_chunk_info_at(chunk, (uintptr_t)p))
-            bp_poison(p, bp_usable_size(p)); /* huge blocks are unmapped instead */
+        bp_track_free(chunk->pool, p, usable, chunk->kind == BP_CHUNK_POOLED); /* huge: unmapped */
     }
     free_impl(p);
 }
@@ -104,8 +103,11 @@ void *bp_alloc(bp_pool *pool, size_t size)
     return alloc_slow(pool, size);
 }
 
-#if BP_ASAN
+#if BP_TRACK
 #undef bp_alloc
+#define untracked_alloc alloc_impl
+#else
+#define untracked_alloc bp_alloc
 #endif
 
 void *bp_calloc(bp_pool *pool, size_t n, size_t size)
@@ -114,8 +116,10 @@ void *bp_calloc(bp_pool *pool, size_t n, size_t size)
     if (__builtin_mul_overflow(n, size, &total))
         return fail(ENOMEM);
     void *p = bp_alloc(pool, total);
-    if (p != NULL && total > pool->chunk_size)
-        return p; /* a huge block is a fresh mapping: already zero */
+    if (p != NULL && total > pool->chunk_size) {
+        bp_unpoison(p, total); /* tool builds: zero from the OS, so defined */
+        return p;              /* a huge block is a fresh mapping: already zero */
+    }
     if (p != NULL)
         memset(p, 0, total);
     return p;
@@ -126,7 +130,7 @@ void *bp_aligned_alloc(bp_pool *pool, size_t align, size_t size)
     if (!bp_is_pow2(align) || align > pool->chunk_size)
         return fail(EINVAL);
     if (align <= BP_QUANTUM)
-        return bp_alloc(pool, size);
+        return untracked_alloc(pool, size); /* the public entry announces the block once */
     size_t want = BP_MAX(size, align);
     if (want > pool->chunk_size)
         return alloc_huge(pool, size, align);
@@ -144,7 +148,7 @@ void *bp_aligned_alloc(bp_pool *pool, size_t align, size_t size)
     return p != NULL ? p : fail(ENOMEM);
 }
 
-#if BP_ASAN
+#if BP_TRACK
 #undef bp_aligned_alloc
 #endif
 
@@ -259,7 +263,7 @@ void bp_free(void *p)
     free_slow(p);
 }
 
-#if BP_ASAN
+#if BP_TRACK
 #undef bp_free
 #endif
 
@@ -299,7 +303,7 @@ void *bp_realloc(bp_pool *pool, void *p, size_t size)
          * larger class only while the new size still needs it. */
         if (b.chunk->pool == pool && size <= pool->chunk_size &&
             bp_size_to_class(&pool->sc, size) == cls) {
-            bp_unpoison(p, size ? size : 1); /* ASan builds: the block's new extent */
+            bp_track_resize(pool, p, size ? size : 1); /* tool builds: the new extent */
             return p;
         }
     } else {
@@ -311,7 +315,7 @@ void *bp_realloc(bp_pool *pool, void *p, size_t size)
     void *q = bp_alloc(pool, size);
     if (q == NULL)
         return NULL;
-    bp_unpoison(p, usable); /* ASan builds: the old block's unrequested tail is copied too */
+    bp_unpoison(p, usable); /* tool builds: the old block's unrequested tail is copied too */
     memcpy(q, p, BP_MIN(size, usable));
     bp_free(p);
     return q;

@@ -178,6 +178,7 @@ bp_pool *bp_pool_new(const bp_config *cfg)
         bp_arena_init(&pool->arenas[i], pool, i);
     bp_tcache_pool_created(pool);
     bp_leak_pool_init(pool);
+    bp_track_pool(pool, true);
     link_pool(pool);
     return pool;
 }
@@ -191,6 +192,7 @@ void bp_pool_destroy(bp_pool *pool)
     if (pool->on_destroy != NULL)
         pool->on_destroy(pool);
     unlink_pool(pool);
+    bp_track_pool(pool, false);
     bp_tcache_pool_destroying(pool);
     for (unsigned i = 0; i < pool->narenas; i++)
         bp_arena_destroy(&pool->arenas[i]);
