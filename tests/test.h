@@ -7,6 +7,8 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #define BP_TEST_MIN(a, b) ((a) < (b) ? (a) : (b))
 
@@ -94,6 +96,41 @@ static inline uint64_t test_seed(uint64_t fixed)
     uint64_t seed = env ? strtoull(env, NULL, 0) : fixed;
     printf("seed %#" PRIx64 " (replay with BP_TEST_SEED=%#" PRIx64 ")\n", seed, seed);
     return seed ? seed : 1;
+}
+
+/* Runs fn(arg) in a child process whose stderr goes into out (NUL-terminated); the child
+ * exits 0 if fn returns. Returns the child's wait status. For tests that expect an abort or
+ * a tool's report. */
+static inline int test_in_child(void (*fn)(void *arg), void *arg, char *out, size_t len)
+{
+    int fds[2];
+    if (pipe(fds) != 0) {
+        perror("pipe");
+        exit(1);
+    }
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    if (pid < 0) {
+        perror("fork");
+        exit(1);
+    }
+    if (pid == 0) {
+        close(fds[0]);
+        dup2(fds[1], 2);
+        fn(arg);
+        _exit(0);
+    }
+    close(fds[1]);
+    size_t n = 0;
+    ssize_t r;
+    while (n < len - 1 && (r = read(fds[0], out + n, len - 1 - n)) > 0)
+        n += (size_t)r;
+    out[n] = '\0';
+    close(fds[0]);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    return status;
 }
 
 #endif /* BP_TEST_H */
