@@ -476,6 +476,18 @@ unsigned bp_arena_transfer_take(bp_arena *arena, unsigned cls, void **out, unsig
     return n;
 }
 
+/* unit_info of a block coming back from a thread cache. Every block had a class when it
+ * entered the cache, so 0 means its run has gone back to the chunk since: the block was
+ * cached twice (a double free that release builds let into the cache). */
+static uint32_t cached_block_info(bp_chunk *chunk, uintptr_t p)
+{
+    uint32_t info = bp_chunk_info_at(chunk, p);
+    if (bp_unlikely(info == 0))
+        bp_fatal("bp_free(%p): double free (the block's run was already back in its chunk)",
+                 (void *)p);
+    return info;
+}
+
 static void free_to_bitmaps(bp_arena *arena, void **blocks, unsigned n)
 {
     bp_lock_acquire(&arena->lock);
@@ -483,7 +495,7 @@ static void free_to_bitmaps(bp_arena *arena, void **blocks, unsigned n)
     for (unsigned i = 0; i < n; i++) {
         uintptr_t p = (uintptr_t)blocks[i];
         bp_chunk *chunk = bp_chunk_map_lookup(p);
-        free_locked(arena, chunk, p, bp_chunk_info_at(chunk, p));
+        free_locked(arena, chunk, p, cached_block_info(chunk, p));
     }
     bp_lock_release(&arena->lock);
 }
@@ -504,7 +516,7 @@ void bp_arena_free_batch(void **blocks, unsigned n, bool transfer)
                 blocks[i] = b;
             }
         }
-        unsigned cls = bp_info_class(bp_chunk_info_at(first, (uintptr_t)blocks[0]));
+        unsigned cls = bp_info_class(cached_block_info(first, (uintptr_t)blocks[0]));
         if (!transfer || !transfer_push(arena, &arena->transfer[cls], blocks, mine,
                                         arena->pool->transfer_limit[cls]))
             free_to_bitmaps(arena, blocks, mine);
