@@ -2,7 +2,9 @@
 # commands.
 JOBS := $(shell nproc)
 
-.PHONY: all build test bench bench-icount callgrind format format-check clean
+.PHONY: all build install uninstall test bench bench-icount callgrind docs format format-check clean
+
+PREFIX ?= /usr/local
 
 all: build
 
@@ -10,6 +12,16 @@ build:
 	bash scripts/deps.sh
 	cmake -S . -B build/release -DCMAKE_BUILD_TYPE=RelWithDebInfo
 	cmake --build build/release -j$(JOBS)
+
+install: build
+	cmake --install build/release --prefix $(PREFIX)
+
+# removes what the last `make install` put in place (CMake's list of installed files)
+uninstall:
+	xargs -r rm -fv < build/release/install_manifest.txt
+
+docs:
+	python3 scripts/gen_reference.py > docs/reference.md
 
 test:
 	bash scripts/test.sh

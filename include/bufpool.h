@@ -14,6 +14,9 @@
 extern "C" {
 #endif
 
+/* The version of this header. The shared library's soname carries the major number
+ * (libbufpool.so.0); within a major version, programs built against an older minor version
+ * keep working. */
 #define BP_VERSION_MAJOR 0
 #define BP_VERSION_MINOR 1
 #define BP_VERSION_PATCH 0
@@ -41,6 +44,7 @@ extern "C" {
  * `purge` tells the OS that the contents of [addr, addr+size) are no longer needed (the
  * range stays mapped and reads back as zero or as old contents); it may be NULL.
  * ------------------------------------------------------------------------------------------ */
+/* An OS layer: the three calls and the context passed to each. */
 typedef struct bp_os {
     void *(*map)(size_t size, size_t align, void *ctx);
     void (*unmap)(void *addr, size_t size, void *ctx);
@@ -55,6 +59,8 @@ BP_API const bp_os *bp_os_default(void);
  * Configuration. Call bp_config_init() first: it fills in the defaults and then applies the
  * BUFPOOL_CONF environment variable; change fields afterwards as needed.
  * ------------------------------------------------------------------------------------------ */
+/* The settings of a pool. Each field's comment gives its range and default; bp_pool_new
+ * refuses a value outside the range with EINVAL. The keys of BUFPOOL_CONF have the same names. */
 typedef struct bp_config {
     size_t page_size;         /* power of two, 4 KiB..64 KiB; default 8 KiB */
     size_t chunk_size;        /* page_size << 1..14; default 4 MiB */
@@ -73,6 +79,8 @@ typedef struct bp_config {
     const bp_os *os;          /* NULL = bp_os_default() */
 } bp_config;
 
+/* A pool: its size classes, arenas, chunks and the thread caches that serve from it. Opaque;
+ * made by bp_pool_new, used from any thread, gone with bp_pool_destroy. */
 typedef struct bp_pool bp_pool;
 
 /* Defaults, then the keys of BUFPOOL_CONF ("key:value,key:value", K/M/G suffixes). */
@@ -98,9 +106,13 @@ BP_API void bp_pool_config(const bp_pool *pool, bp_config *out);
  * ENOMEM when the size cannot be served (too large, the OS refused, memory_limit reached),
  * EINVAL for a bad alignment. size 0 returns a unique minimal block.
  * ------------------------------------------------------------------------------------------ */
+/* At least `size` bytes from the pool, rounded up to a size class (bp_usable_size says how
+ * many); NULL with errno ENOMEM. */
 BP_API BP_MALLOCLIKE void *bp_alloc(bp_pool *pool, size_t size);
+/* n * size bytes, zeroed; NULL with errno ENOMEM, also when n * size overflows. */
 BP_API BP_MALLOCLIKE void *bp_calloc(bp_pool *pool, size_t n, size_t size);
-/* align: any power of two up to the pool's chunk size. */
+/* A block whose address is a multiple of align: any power of two up to the pool's chunk
+ * size; NULL with errno EINVAL for any other alignment. Freed with bp_free like any other. */
 BP_API BP_MALLOCLIKE void *bp_aligned_alloc(bp_pool *pool, size_t align, size_t size);
 /* In place when the new size has the same size class; otherwise allocate, copy, free.
  * p == NULL allocates; size 0 counts as the smallest size (a minimal block, never NULL on
@@ -143,10 +155,13 @@ BP_API void bp_thread_flush(bp_pool *pool);
  * thread caches count there, in batches); thread-cache hits are counted per thread at each
  * trim and flush and summed here, with the calling thread's current interval exact.
  * ------------------------------------------------------------------------------------------ */
+/* The bp_stats layout this header describes; the size of the class and arena tables. */
 #define BP_STATS_VERSION 1
 #define BP_STATS_CLASSES 128
 #define BP_STATS_ARENAS  64 /* per-arena rows kept for the first arenas */
 
+/* One chunk list (Netty's PoolChunkList): the chunks whose usage, in percent, lies within
+ * [min_usage, max_usage], summed over every arena. */
 typedef struct bp_stats_list {
     const char *name; /* qInit, q000, q025, q050, q075, q100 */
     int min_usage, max_usage;
@@ -154,6 +169,8 @@ typedef struct bp_stats_list {
     uint64_t used_bytes, free_bytes;
 } bp_stats_list;
 
+/* One size class: how much of it the arenas' subpages hold (small classes) and how many
+ * blocks of it wait in the calling thread's cache. */
 typedef struct bp_stats_class {
     size_t size;
     bool small;        /* served by subpages */
@@ -163,6 +180,7 @@ typedef struct bp_stats_class {
     uint64_t cached; /* blocks of the class in the calling thread's cache */
 } bp_stats_class;
 
+/* One arena (of the first BP_STATS_ARENAS): its threads, counters and memory. */
 typedef struct bp_stats_arena {
     unsigned threads; /* thread caches bound to it */
     uint64_t allocations, frees;
@@ -170,6 +188,9 @@ typedef struct bp_stats_arena {
     uint32_t chunks, retained_chunks;
 } bp_stats_arena;
 
+/* The whole snapshot that bp_pool_stats fills: configuration, counters by kind, bytes by where
+ * they are, and the tables above (classes[] rows of class_stats, min(arenas,
+ * BP_STATS_ARENAS) of arena_stats). */
 typedef struct bp_stats {
     size_t struct_size; /* in: sizeof(bp_stats) as the caller knows it */
     unsigned version;   /* out: BP_STATS_VERSION */
@@ -193,6 +214,7 @@ typedef struct bp_stats {
     bp_stats_arena arena_stats[BP_STATS_ARENAS];
 } bp_stats;
 
+/* What bp_pool_print_stats writes. */
 typedef enum bp_format { BP_FORMAT_TEXT, BP_FORMAT_JSON, BP_FORMAT_SVG } bp_format;
 
 /* 0, or BP_EINVAL when out->struct_size is smaller than this library's bp_stats. */
@@ -218,8 +240,11 @@ BP_API int bp_pool_print_stats(bp_pool *pool, FILE *out, bp_format fmt);
  * thread uses it at a time) but its reference count is: retain and release may happen on
  * any thread. Every view (slice, duplicate) holds a reference to the memory it views.
  * ------------------------------------------------------------------------------------------ */
+/* A byte buffer (or a view of one, or a composite of several): opaque, made by bp_buf_new,
+ * bp_buf_wrap, the view calls and bp_buf_composite, gone with its last bp_buf_release. */
 typedef struct bp_buf bp_buf;
 
+/* The results of the bp_buf calls; bp_strerror names each. */
 enum {
     BP_OK = 0,
     BP_EBOUNDS = -1, /* an index or length outside what the call may touch */
@@ -231,6 +256,7 @@ enum {
     BP_EIO = -7,     /* a system call failed; errno says why */
     BP_NOTFOUND = 1  /* search: no match (not an error) */
 };
+/* A constant English description of a BP_E* code (or BP_OK, BP_NOTFOUND). */
 BP_API const char *bp_strerror(int code);
 
 #define BP_RDONLY 1u /* flag: a read-only buffer or view */
@@ -241,11 +267,20 @@ BP_API bp_buf *bp_buf_new(bp_pool *pool, size_t initial, size_t max);
  * runs when the last reference to the memory goes (NULL: nothing to do). */
 BP_API bp_buf *bp_buf_wrap(bp_pool *pool, void *mem, size_t cap, size_t len,
                            void (*free_fn)(void *mem, void *ud), void *ud, unsigned flags);
+/* Adds a reference to b (from any thread); returns b. */
 BP_API bp_buf *bp_buf_retain(bp_buf *b);
 /* Drops a reference; returns true when this was the last one and the buffer is gone. */
 BP_API bool bp_buf_release(bp_buf *b);
+/* b's reference count now (a view has its own, and holds one on the memory it views). */
 BP_API uint32_t bp_buf_refcnt(const bp_buf *b);
 
+/* ------------------------------------------------------------------------------------------
+ * Buffer indexes. Reading advances the reader index, writing the writer index; marks save
+ * and restore both.
+ * ------------------------------------------------------------------------------------------ */
+/* Indexes and sizes: capacity (bytes the buffer holds now), max_capacity (the most it may
+ * grow to), the reader and writer indexes, readable (writer - reader) and writable
+ * (capacity - writer) bytes. */
 BP_API size_t bp_buf_capacity(const bp_buf *b);
 BP_API size_t bp_buf_max_capacity(const bp_buf *b);
 BP_API size_t bp_buf_reader_index(const bp_buf *b);
@@ -254,9 +289,13 @@ BP_API size_t bp_buf_readable(const bp_buf *b);
 BP_API size_t bp_buf_writable(const bp_buf *b); /* capacity - writer */
 /* Bytes writable without moving the data: the slack of the size class included. */
 BP_API size_t bp_buf_fast_writable(const bp_buf *b);
+/* Whether writes are refused (a BP_RDONLY buffer or view). */
 BP_API bool bp_buf_is_readonly(const bp_buf *b);
-BP_API int bp_buf_set_index(bp_buf *b, size_t reader, size_t writer); /* r <= w <= capacity */
+/* Moves both indexes; BP_EBOUNDS unless reader <= writer <= capacity. */
+BP_API int bp_buf_set_index(bp_buf *b, size_t reader, size_t writer);
 
+/* Marks are held by the caller, so any number can exist: bp_buf_mark saves both indexes,
+ * bp_buf_reset restores them (BP_EBOUNDS if they no longer fit), bp_buf_clear sets both to 0. */
 typedef struct bp_mark {
     size_t reader, writer;
 } bp_mark;
@@ -269,6 +308,10 @@ BP_API int bp_buf_discard_read(bp_buf *b);
  * 4 MiB, then grows by 4 MiB steps, never past max. BP_ECAP, BP_ENOMEM, BP_ERDONLY. */
 BP_API int bp_buf_ensure_writable(bp_buf *b, size_t n);
 
+/* ------------------------------------------------------------------------------------------
+ * Typed access and bytes. Integers and floats in big (_be) and little (_le) endian, LEB128
+ * varints, and byte ranges; each call checks its bounds first and fails whole.
+ * ------------------------------------------------------------------------------------------ */
 /* Typed access. get/set are absolute (get inside [0, writer), set inside [0, capacity));
  * read/write are relative to the reader/writer index and move it; write grows the buffer. */
 #define BP_BUF_TYPED(name, type)                                                                   \
@@ -296,12 +339,19 @@ BP_API int bp_buf_get_uvarint(const bp_buf *b, size_t idx, uint64_t *out, size_t
 BP_API int bp_buf_read_uvarint(bp_buf *b, uint64_t *out);
 BP_API int bp_buf_write_uvarint(bp_buf *b, uint64_t v);
 
+/* Bytes out and in: get (inside [0, writer)) and set (inside [0, capacity)) are absolute;
+ * read and write move the reader / writer index, write grows the buffer; skip moves the
+ * reader index over n readable bytes. BP_EBOUNDS when the range does not fit. */
 BP_API int bp_buf_get_bytes(const bp_buf *b, size_t idx, void *dst, size_t n);
 BP_API int bp_buf_set_bytes(bp_buf *b, size_t idx, const void *src, size_t n);
 BP_API int bp_buf_read_bytes(bp_buf *b, void *dst, size_t n);
 BP_API int bp_buf_write_bytes(bp_buf *b, const void *src, size_t n);
 BP_API int bp_buf_skip(bp_buf *b, size_t n);
 
+/* ------------------------------------------------------------------------------------------
+ * Views and composites. A view shares the memory of the buffer it views and holds a
+ * reference to it; a composite presents the readable bytes of several buffers as one.
+ * ------------------------------------------------------------------------------------------ */
 /* Views: their own indexes over [idx, idx + len) of b's memory, holding a reference to it;
  * their capacity is fixed. BP_RDONLY makes a read-only view. NULL + errno on failure. */
 BP_API bp_buf *bp_buf_slice(bp_buf *b, size_t idx, size_t len, unsigned flags);
@@ -317,10 +367,15 @@ BP_API bp_buf *bp_buf_composite(bp_pool *pool, unsigned max_parts);
 /* Takes over the caller's reference to part; its readable bytes are appended (the writer
  * index moves). BP_ECAP when max_parts are in use, BP_EINVAL for a composite part. */
 BP_API int bp_buf_append(bp_buf *composite, bp_buf *part);
+/* The parts of a composite; 1 for any other buffer. */
 BP_API unsigned bp_buf_part_count(const bp_buf *b);
 /* Copies every part into one: afterwards the composite has a single part. */
 BP_API int bp_buf_consolidate(bp_buf *composite);
 
+/* ------------------------------------------------------------------------------------------
+ * I/O. Scatter and gather with iovecs: a buffer's bytes as iovecs for writev, writable
+ * extents for readv, and both calls made on a file descriptor.
+ * ------------------------------------------------------------------------------------------ */
 /* Up to max (<= IOV_MAX) iovecs for [off, off + len) of b; *covered gets the bytes they
  * cover (less than len when max is too small). Returns the count, or a BP_E* code. */
 BP_API int bp_buf_iov(const bp_buf *b, size_t off, size_t len, struct iovec *iov, int max,
@@ -334,16 +389,25 @@ BP_API int bp_buf_commit(bp_buf *b, size_t n);
 BP_API ssize_t bp_buf_readv_fd(bp_buf *b, int fd, size_t max);
 BP_API ssize_t bp_buf_writev_fd(bp_buf *b, int fd, size_t max);
 
+/* ------------------------------------------------------------------------------------------
+ * Search. Over the readable bytes, across the parts of a composite.
+ * ------------------------------------------------------------------------------------------ */
 /* Search over [from, to) of the readable bytes (absolute indexes). 0 and *pos, or
  * BP_NOTFOUND. Works across the parts of a composite. */
 BP_API int bp_buf_index_of(const bp_buf *b, size_t from, size_t to, uint8_t byte, size_t *pos);
 BP_API int bp_buf_find(const bp_buf *b, size_t from, const void *needle, size_t n, size_t *pos);
 
+/* ------------------------------------------------------------------------------------------
+ * Leak detection. A buffer nobody released is reported with where it was allocated and
+ * where it was last touched.
+ * ------------------------------------------------------------------------------------------ */
 /* Leak detection (config leak_level: 0 off, 1 sampled, 2 sampled with touch records,
  * 3 every buffer with touch records). A leak is a buffer still alive when bp_leak_report is
  * called, when its pool is destroyed, or at exit; the report gives where it was allocated
  * and where it was last touched. Returns the number of leaked buffers reported. */
 BP_API size_t bp_leak_report(bp_pool *pool, FILE *out);
+/* Records where b is now (with a hint such as "decoded"): at leak_level 2 and 3 the report
+ * of a leaked buffer lists its last touches. Costs nothing for an untracked buffer. */
 BP_API void bp_buf_touch_at(bp_buf *b, const char *hint, const char *file, int line);
 #define bp_buf_touch(b, hint) bp_buf_touch_at((b), (hint), __FILE__, __LINE__)
 

@@ -6,7 +6,7 @@
 set -euo pipefail
 
 tools=(cmake:cmake make:make gcc:gcc g++:g++ clang:clang valgrind:valgrind
-       clang-format:clang-format python3:python3 git:git sqlite3:sqlite3)
+       clang-format:clang-format python3:python3 git:git sqlite3:sqlite3 pkg-config:pkg-config)
 missing=()
 for entry in "${tools[@]}"; do
     command -v "${entry%%:*}" >/dev/null 2>&1 || missing+=("${entry#*:}")
