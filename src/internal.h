@@ -868,6 +868,8 @@ void bp_config_defaults(bp_config *cfg);
 /* Applies "key:value,..." to cfg; bad items are reported (naming `source`) and skipped.
  * Returns the number of bad items. */
 int bp_options_apply(bp_config *cfg, const char *conf, const char *source);
+/* 0, or EINVAL after a message naming the first field outside the range BUFPOOL_CONF accepts. */
+int bp_options_check(const bp_config *cfg);
 
 /* ------------------------------------------------------------------------------------------
  * os.c — mappings through a pool's bp_os table, and messages that never allocate.

@@ -2,6 +2,7 @@
  * ("key:value,key:value", K/M/G suffixes) and the warnings that name a bad key or value. */
 #include "internal.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -11,7 +12,8 @@ typedef struct option {
     const char *name;
     size_t offset; /* in bp_config */
     enum option_kind kind;
-    uint64_t min, max; /* accepted range (signed for OPT_INT); bp_pool_new checks derived rules */
+    uint64_t min, max; /* accepted range (signed for OPT_INT), for BUFPOOL_CONF and bp_pool_new
+                        * alike; bp_pool_new adds the rules between fields */
 } option;
 
 /* clang-format off */
@@ -123,6 +125,39 @@ static void store(bp_config *cfg, const option *opt, uint64_t v)
     case OPT_UINT: *(unsigned *)field = (unsigned)v; break;
     case OPT_INT: *(int *)field = (int)(int64_t)v; break;
     }
+}
+
+/* The field as a 64-bit value (for OPT_INT: sign-extended, compare as int64_t). */
+static uint64_t load(const bp_config *cfg, const option *opt)
+{
+    const char *field = (const char *)cfg + opt->offset;
+    switch (opt->kind) {
+    case OPT_SIZE: return *(const size_t *)field;
+    case OPT_UINT: return *(const unsigned *)field;
+    case OPT_INT: return (uint64_t)(int64_t)(*(const int *)field);
+    }
+    return 0;
+}
+
+int bp_options_check(const bp_config *cfg)
+{
+    for (size_t i = 0; i < sizeof options / sizeof options[0]; i++) {
+        const option *opt = &options[i];
+        uint64_t v = load(cfg, opt);
+        if (opt->kind == OPT_INT &&
+            ((int64_t)v < (int64_t)opt->min || (int64_t)v > (int64_t)opt->max)) {
+            bp_message("bp_pool_new: %s %lld is outside %lld..%lld", opt->name, (long long)v,
+                       (long long)opt->min, (long long)opt->max);
+            return EINVAL;
+        }
+        if (opt->kind != OPT_INT && (v < opt->min || v > opt->max)) {
+            bp_message("bp_pool_new: %s %llu is outside %llu..%llu", opt->name,
+                       (unsigned long long)v, (unsigned long long)opt->min,
+                       (unsigned long long)opt->max);
+            return EINVAL;
+        }
+    }
+    return 0;
 }
 
 static const option *find_option(const char *key, size_t len)

@@ -6,7 +6,8 @@
 #include <string.h>
 #include <unistd.h>
 
-/* 0, or EINVAL after a message that names the field and what it accepts. */
+/* 0, or EINVAL after a message that names the field and what it accepts: the power-of-two and
+ * chunk-to-page rules here, then each field's range (options.c). */
 static int validate(const bp_config *cfg)
 {
     size_t page = cfg->page_size, chunk = cfg->chunk_size;
@@ -19,27 +20,7 @@ static int validate(const bp_config *cfg)
                    page << 1, page << 14);
         return EINVAL;
     }
-    if (cfg->arenas > 4096) {
-        bp_message("bp_pool_new: arenas %u is above 4096", cfg->arenas);
-        return EINVAL;
-    }
-    if (cfg->trim_interval == 0) {
-        bp_message("bp_pool_new: trim_interval must be at least 1");
-        return EINVAL;
-    }
-    if (cfg->purge_decay_ms < -1) {
-        bp_message("bp_pool_new: purge_decay_ms %d is below -1 (never)", cfg->purge_decay_ms);
-        return EINVAL;
-    }
-    if (cfg->stats_print < 0 || cfg->stats_print > 1) {
-        bp_message("bp_pool_new: stats_print %d is not 0 or 1", cfg->stats_print);
-        return EINVAL;
-    }
-    if (cfg->leak_level < 0 || cfg->leak_level > 3) {
-        bp_message("bp_pool_new: leak_level %d is not in 0..3", cfg->leak_level);
-        return EINVAL;
-    }
-    return 0;
+    return bp_options_check(cfg); /* every field's own range */
 }
 
 static unsigned default_arenas(void)

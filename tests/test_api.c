@@ -230,12 +230,27 @@ static void test_bad_config(void)
         cfg.chunk_size = bad_chunks[i];
         expect_config_error(&cfg, "chunk_size");
     }
-    bp_config_defaults(&cfg);
-    cfg.arenas = 5000;
-    expect_config_error(&cfg, "arenas");
-    bp_config_defaults(&cfg);
-    cfg.trim_interval = 0;
-    expect_config_error(&cfg, "trim_interval");
+    /* every field set directly outside the range BUFPOOL_CONF accepts, just past each end */
+#define BAD(field, value)                                                                          \
+    do {                                                                                           \
+        bp_config_defaults(&cfg);                                                                  \
+        cfg.field = (value);                                                                       \
+        expect_config_error(&cfg, #field);                                                         \
+    } while (0)
+    BAD(arenas, 4097);
+    BAD(small_cache, 32769);
+    BAD(normal_cache, 32769);
+    BAD(max_cached, ((size_t)1 << 30) + 1);
+    BAD(trim_interval, 0);
+    BAD(trim_interval, (1u << 30) + 1);
+    BAD(retained_chunks, 1025);
+    BAD(purge_decay_ms, -2);
+    BAD(purge_decay_ms, 3600001);
+    BAD(leak_level, -1);
+    BAD(leak_level, 4);
+    BAD(stats_print, -1);
+    BAD(stats_print, 2);
+#undef BAD
     /* the extremes that are allowed */
     bp_config_defaults(&cfg);
     cfg.page_size = 4096;
