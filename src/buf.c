@@ -302,10 +302,10 @@ static int grow_contiguous(bp_buf *b, size_t new_capacity)
 
 int bp_buf_ensure_writable(bp_buf *b, size_t n)
 {
+    if (b->flags & BP_RDONLY) /* room or not: readv must not get extents of a read-only one */
+        return BP_ERDONLY;
     if (bp_likely(n <= b->capacity - b->writer))
         return BP_OK;
-    if (b->flags & BP_RDONLY)
-        return BP_ERDONLY;
     if (n > b->max_capacity - b->writer)
         return BP_ECAP;
     size_t new_capacity = bp_buf_grow_capacity(b->writer + n, b->max_capacity);

@@ -374,6 +374,25 @@ static void test_readv_writev(void)
     CHECK_FAILS_CLEANLY(in, bp_buf_commit(in, bp_buf_writable(in) + 1), BP_EBOUNDS);
     bp_buf_release(in);
     bp_buf_release(c);
+
+    /* A read-only buffer with room is still read-only to readv: nothing is read from the
+     * socket, no extent is handed out, and the bytes wait for a writable buffer. */
+    REQUIRE(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);
+    static char mem[64] = "read-only";
+    bp_buf *ro = bp_buf_wrap(pool, mem, sizeof mem, 9, NULL, NULL, BP_RDONLY);
+    REQUIRE(ro != NULL && bp_buf_writable(ro) == sizeof mem - 9);
+    CHECK_EQ(write(sv[0], "incoming", 8), 8);
+    CHECK_FAILS_CLEANLY(ro, bp_buf_readv_fd(ro, sv[1], 0), BP_ERDONLY);
+    CHECK_FAILS_CLEANLY(ro, bp_buf_reserve_iov(ro, 1, iov, 2), BP_ERDONLY);
+    CHECK_FAILS_CLEANLY(ro, bp_buf_ensure_writable(ro, 1), BP_ERDONLY);
+    CHECK(memcmp(mem + 9, "\0\0\0\0\0\0\0\0", 8) == 0);
+    bp_buf *rw = bp_buf_new(pool, 16, 0);
+    CHECK_EQ(bp_buf_readv_fd(rw, sv[1], 0), 8);
+    CHECK_EQ(bp_buf_find(rw, 0, "incoming", 8, &got), BP_OK);
+    bp_buf_release(rw);
+    bp_buf_release(ro);
+    close(sv[0]);
+    close(sv[1]);
 }
 
 int main(void)
