@@ -15,8 +15,7 @@ extern "C" {
 #endif
 
 /* The version of this header. The shared library's soname carries the major number
- * (libbufpool.so.0); within a major version, programs built against an older minor version
- * keep working. */
+ * (libbufpool.so.0): it changes when a release breaks programs built against an older one. */
 #define BP_VERSION_MAJOR 0
 #define BP_VERSION_MINOR 1
 #define BP_VERSION_PATCH 0
@@ -64,18 +63,21 @@ BP_API const bp_os *bp_os_default(void);
 typedef struct bp_config {
     size_t page_size;         /* power of two, 4 KiB..64 KiB; default 8 KiB */
     size_t chunk_size;        /* page_size << 1..14; default 4 MiB */
-    unsigned arenas;          /* 0 = 2 x online CPUs */
-    unsigned small_cache;     /* thread-cache entries per small class; default 256 */
-    unsigned normal_cache;    /* thread-cache entries per cached normal class; default 64 */
-    size_t max_cached;        /* largest size a thread cache keeps; default 32 KiB */
-    unsigned trim_interval;   /* allocations between thread-cache trims; default 8192 */
+    unsigned arenas;          /* 0..4096; 0 (default) = 2 x online CPUs */
+    unsigned small_cache;     /* thread-cache entries per small class, 0..32768; default 256 */
+    unsigned normal_cache;    /* entries per cached normal class, 0..32768; default 64 */
+    size_t max_cached;        /* largest size a thread cache keeps, 0..1 GiB (small classes
+                               * are cached whatever it says); default 32 KiB */
+    unsigned trim_interval;   /* allocations between thread-cache trims, 1..2^30; default 8192 */
     size_t memory_limit;      /* ceiling on mapped bytes (chunks and huge blocks); 0 = none */
-    unsigned retained_chunks; /* empty chunks an arena keeps mapped for reuse; default 2 */
+    unsigned retained_chunks; /* empty chunks an arena keeps mapped for reuse, 0..1024;
+                               * default 2 */
     int purge_decay_ms;       /* free pages go back to the OS (purge) after staying free about
-                               * this long; 0 = at once, -1 = only on bp_pool_trim; default
-                               * 10000 */
-    int leak_level;           /* bp_buf leak detection level; default 0 (off) */
-    int stats_print;          /* 1: print the statistics to stderr at exit; default 0 */
+                               * this long, -1..3600000; 0 = at once, -1 = only on
+                               * bp_pool_trim; default 10000 */
+    int leak_level;           /* bp_buf leak detection level, 0..3; default 0 (off) */
+    int stats_print;          /* 1: print the statistics to stderr at exit, if the pool is
+                               * still alive then; default 0 */
     const bp_os *os;          /* NULL = bp_os_default() */
 } bp_config;
 
@@ -305,7 +307,8 @@ BP_API void bp_buf_clear(bp_buf *b); /* reader = writer = 0 */
 /* Moves the readable bytes to index 0. BP_ESHARED while views of the memory exist. */
 BP_API int bp_buf_discard_read(bp_buf *b);
 /* Makes room for n more bytes after the writer index: capacity doubles from 64 B up to
- * 4 MiB, then grows by 4 MiB steps, never past max. BP_ECAP, BP_ENOMEM, BP_ERDONLY. */
+ * 4 MiB, then grows by 4 MiB steps, never past max. BP_ECAP, BP_ENOMEM, or BP_ERDONLY for a
+ * read-only buffer (even one with room). */
 BP_API int bp_buf_ensure_writable(bp_buf *b, size_t n);
 
 /* ------------------------------------------------------------------------------------------
@@ -384,16 +387,21 @@ BP_API int bp_buf_iov(const bp_buf *b, size_t off, size_t len, struct iovec *iov
 BP_API int bp_buf_reserve_iov(bp_buf *b, size_t n, struct iovec *iov, int max);
 /* Moves the writer index over n bytes written in place (n <= writable). */
 BP_API int bp_buf_commit(bp_buf *b, size_t n);
-/* readv of up to max bytes (0: 64 KiB) into b; writev of up to max readable bytes (0: all).
- * Return the bytes moved, 0 at end of file (read), or BP_EIO with errno set. */
+/* One readv of up to max bytes (0: 64 KiB) into b, growing it first; one writev of up to max
+ * readable bytes (0: all), gathered from at most 64 extents (a composite of more parts takes
+ * several calls). Return the bytes moved (the reader or writer index moves over them), 0 at
+ * end of file (read), or a BP_E* code: BP_EIO with errno set, and for readv the codes of
+ * bp_buf_ensure_writable. After BP_EIO from readv the buffer may have grown; its bytes and
+ * indexes are as they were. */
 BP_API ssize_t bp_buf_readv_fd(bp_buf *b, int fd, size_t max);
 BP_API ssize_t bp_buf_writev_fd(bp_buf *b, int fd, size_t max);
 
 /* ------------------------------------------------------------------------------------------
- * Search. Over the readable bytes, across the parts of a composite.
+ * Search. Over the bytes below the writer index, across the parts of a composite.
  * ------------------------------------------------------------------------------------------ */
-/* Search over [from, to) of the readable bytes (absolute indexes). 0 and *pos, or
- * BP_NOTFOUND. Works across the parts of a composite. */
+/* Search [from, to) (absolute indexes; to is cut at the writer index, from is not raised to
+ * the reader index) for a byte, or from `from` on for n bytes. 0 and *pos, or BP_NOTFOUND.
+ * Works across the parts of a composite. */
 BP_API int bp_buf_index_of(const bp_buf *b, size_t from, size_t to, uint8_t byte, size_t *pos);
 BP_API int bp_buf_find(const bp_buf *b, size_t from, const void *needle, size_t n, size_t *pos);
 

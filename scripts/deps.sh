@@ -2,7 +2,8 @@
 # Installs, from Debian's archive, what bufpool's build, tests and benchmarks need and the
 # machine lacks. Quiet and quick when everything is there.
 #   scripts/deps.sh          build and test tools
-#   scripts/deps.sh bench    also jemalloc, mimalloc and tcmalloc for the comparisons
+#   scripts/deps.sh bench    also jemalloc, mimalloc and tcmalloc for the comparisons, and
+#                            strace for the churn figure's system-call counts
 set -euo pipefail
 
 tools=(cmake:cmake make:make gcc:gcc g++:g++ clang:clang valgrind:valgrind
@@ -17,7 +18,7 @@ for pkg in libclang-rt-dev; do
 done
 optional=()
 if [[ ${1:-} == bench ]]; then
-    for pkg in libjemalloc2 libmimalloc2.0 libtcmalloc-minimal4; do
+    for pkg in libjemalloc2 libmimalloc2.0 libtcmalloc-minimal4 strace; do
         dpkg -s "$pkg" >/dev/null 2>&1 || optional+=("$pkg")
     done
 fi
