@@ -18,7 +18,9 @@ done
 echo "ok installed: $(cd "$prefix" && find . -type f -o -type l | sort | tr '\n' ' ')"
 
 lib=$prefix/lib
-readelf -d "$lib/libbufpool.so" | grep -q 'SONAME.*\[libbufpool\.so\.0\]' || fail "no versioned soname"
+# (output captured first: grep -q ending a pipe early would fail it under pipefail)
+dynamic=$(readelf -d "$lib/libbufpool.so")
+grep -q 'SONAME.*\[libbufpool\.so\.0\]' <<<"$dynamic" || fail "no versioned soname"
 [[ $(readlink "$lib/libbufpool.so") == libbufpool.so.0 ]] || fail "libbufpool.so is not a link to the soname"
 echo "ok soname libbufpool.so.0"
 
@@ -39,7 +41,7 @@ expect_run "pkg-config" env LD_LIBRARY_PATH="$lib" "$prefix/with-pkg-config"
 # shellcheck disable=SC2046,SC2086
 cc $flags -o "$prefix/with-pkg-config-static" "$src/tests/consumer/main.c" \
     $(pkg-config --cflags bufpool) $(pkg-config --static --libs bufpool | sed 's/-lbufpool\b/-l:libbufpool.a/')
-! ldd "$prefix/with-pkg-config-static" | grep -q libbufpool || fail "the static build links libbufpool.so"
+! grep -q libbufpool <<<"$(ldd "$prefix/with-pkg-config-static")" || fail "the static build links libbufpool.so"
 expect_run "pkg-config --static" "$prefix/with-pkg-config-static"
 
 # shellcheck disable=SC2046
@@ -54,9 +56,10 @@ for linkage in shared static; do
         { cat "$dir.log"; fail "find_package(bufpool) configure ($linkage)"; }
     cmake --build "$dir" >>"$dir.log" 2>&1 || { cat "$dir.log"; fail "find_package build ($linkage)"; }
     if [[ $linkage == static ]]; then
-        ! ldd "$dir/consumer" | grep -q libbufpool || fail "bufpool::bufpool_static links libbufpool.so"
+        ! grep -q libbufpool <<<"$(ldd "$dir/consumer")" || fail "bufpool::bufpool_static links libbufpool.so"
     else
-        ldd "$dir/consumer" | grep -q "libbufpool.so.0 => $lib" || fail "bufpool::bufpool does not link $lib/libbufpool.so.0"
+        grep -q "libbufpool.so.0 => $lib" <<<"$(ldd "$dir/consumer")" ||
+            fail "bufpool::bufpool does not link $lib/libbufpool.so.0"
     fi
     expect_run "find_package(bufpool) $linkage" "$dir/consumer"
 done
