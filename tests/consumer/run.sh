@@ -11,13 +11,16 @@ prefix=$(mktemp -d)
 trap 'rm -rf "$prefix"' EXIT
 fail() { echo "FAILED: $*"; exit 1; }
 cmake --install "$build" --prefix "$prefix" >/dev/null
-for f in include/bufpool.h lib/libbufpool.a lib/libbufpool-malloc.so lib/pkgconfig/bufpool.pc \
-         lib/cmake/bufpool/bufpoolConfig.cmake lib/cmake/bufpool/bufpoolConfigVersion.cmake; do
+# the library directory GNUInstallDirs chose (lib, or lib64 on some systems)
+libdir=$(sed -n 's/^CMAKE_INSTALL_LIBDIR:PATH=//p' "$build/CMakeCache.txt")
+for f in include/bufpool.h "$libdir"/libbufpool.a "$libdir"/libbufpool-malloc.so \
+         "$libdir"/pkgconfig/bufpool.pc "$libdir"/cmake/bufpool/bufpoolConfig.cmake \
+         "$libdir"/cmake/bufpool/bufpoolConfigVersion.cmake; do
     [[ -e $prefix/$f ]] || fail "not installed: $f"
 done
 echo "ok installed: $(cd "$prefix" && find . -type f -o -type l | sort | tr '\n' ' ')"
 
-lib=$prefix/lib
+lib=$prefix/$libdir
 # (output captured first: grep -q ending a pipe early would fail it under pipefail)
 dynamic=$(readelf -d "$lib/libbufpool.so")
 grep -q 'SONAME.*\[libbufpool\.so\.0\]' <<<"$dynamic" || fail "no versioned soname"
