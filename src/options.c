@@ -95,6 +95,25 @@ static bool parse_number(const char *s, size_t len, uint64_t *out)
     return true;
 }
 
+/* Whether v (an OPT_INT value sign-extended to 64 bits) lies in the option's range. */
+static bool in_range(const option *opt, uint64_t v)
+{
+    if (opt->kind == OPT_INT)
+        return (int64_t)v >= (int64_t)opt->min && (int64_t)v <= (int64_t)opt->max;
+    return v >= opt->min && v <= opt->max;
+}
+
+/* "min..max" as the messages print it. */
+static const char *range_text(const option *opt, char *buf, size_t len)
+{
+    if (opt->kind == OPT_INT)
+        snprintf(buf, len, "%lld..%lld", (long long)opt->min, (long long)opt->max);
+    else
+        snprintf(buf, len, "%llu..%llu", (unsigned long long)opt->min,
+                 (unsigned long long)opt->max);
+    return buf;
+}
+
 /* A value in the option's range: unsigned with K/M/G, or for OPT_INT an optional minus sign. */
 static bool parse_value(const option *opt, const char *s, size_t len, uint64_t *out)
 {
@@ -105,13 +124,9 @@ static bool parse_value(const option *opt, const char *s, size_t len, uint64_t *
     if (opt->kind == OPT_INT) {
         if (v > INT32_MAX)
             return false;
-        int64_t sv = negative ? -(int64_t)v : (int64_t)v;
-        if (sv < (int64_t)opt->min || sv > (int64_t)opt->max)
-            return false;
-        *out = (uint64_t)sv;
-        return true;
+        v = (uint64_t)(negative ? -(int64_t)v : (int64_t)v);
     }
-    if (v < opt->min || v > opt->max)
+    if (!in_range(opt, v))
         return false;
     *out = v;
     return true;
@@ -144,16 +159,14 @@ int bp_options_check(const bp_config *cfg)
     for (size_t i = 0; i < sizeof options / sizeof options[0]; i++) {
         const option *opt = &options[i];
         uint64_t v = load(cfg, opt);
-        if (opt->kind == OPT_INT &&
-            ((int64_t)v < (int64_t)opt->min || (int64_t)v > (int64_t)opt->max)) {
-            bp_message("bp_pool_new: %s %lld is outside %lld..%lld", opt->name, (long long)v,
-                       (long long)opt->min, (long long)opt->max);
-            return EINVAL;
-        }
-        if (opt->kind != OPT_INT && (v < opt->min || v > opt->max)) {
-            bp_message("bp_pool_new: %s %llu is outside %llu..%llu", opt->name,
-                       (unsigned long long)v, (unsigned long long)opt->min,
-                       (unsigned long long)opt->max);
+        if (!in_range(opt, v)) {
+            char range[64];
+            if (opt->kind == OPT_INT)
+                bp_message("bp_pool_new: %s %lld is outside %s", opt->name, (long long)v,
+                           range_text(opt, range, sizeof range));
+            else
+                bp_message("bp_pool_new: %s %llu is outside %s", opt->name, (unsigned long long)v,
+                           range_text(opt, range, sizeof range));
             return EINVAL;
         }
     }
@@ -201,15 +214,10 @@ int bp_options_apply(bp_config *cfg, const char *conf, const char *source)
                 warn_unknown(source, p, key_len);
                 errors++;
             } else if (!parse_value(opt, value, value_len, &v)) {
-                if (opt->kind == OPT_INT)
-                    bp_message("%s: bad value '%.*s' for %s (accepted: %lld..%lld); default kept",
-                               source, (int)value_len, value, opt->name, (long long)opt->min,
-                               (long long)opt->max);
-                else
-                    bp_message("%s: bad value '%.*s' for %s (accepted: %llu..%llu, K/M/G "
-                               "suffixes); default kept",
-                               source, (int)value_len, value, opt->name,
-                               (unsigned long long)opt->min, (unsigned long long)opt->max);
+                char range[64];
+                bp_message("%s: bad value '%.*s' for %s (accepted: %s%s); default kept", source,
+                           (int)value_len, value, opt->name, range_text(opt, range, sizeof range),
+                           opt->kind == OPT_INT ? "" : ", K/M/G suffixes");
                 errors++;
             } else {
                 store(cfg, opt, v);
