@@ -1,7 +1,9 @@
 /* echo_server.c — an epoll TCP echo server on loopback that reads into bp_bufs with readv
  * and writes them back with writev.
  *   echo_server [PORT [CONNECTIONS]]   PORT 0 (default) picks a free one; it prints
- *   "listening on PORT"; with CONNECTIONS > 0 it exits after serving that many. */
+ *   "listening on PORT"; with CONNECTIONS > 0 it exits after serving that many.
+ * It leaves SIGPIPE alone: bp_buf_writev_fd writes sockets with MSG_NOSIGNAL, so a client
+ * that goes away without reading is an error code (EPIPE) that closes its connection. */
 #define _GNU_SOURCE
 #include "bufpool.h"
 

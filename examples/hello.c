@@ -9,10 +9,10 @@
 int main(void)
 {
     bp_config cfg;
-    bp_config_init(&cfg); /* defaults, then BUFPOOL_CONF */
+    bp_config_init(&cfg); /* defaults, then BUFPOOL_CONF (a bad key is reported, skipped) */
     cfg.arenas = 2;
     bp_pool *pool = bp_pool_new(&cfg);
-    if (pool == NULL) {
+    if (pool == NULL) { /* the config is good whatever BUFPOOL_CONF says: out of memory */
         perror("bp_pool_new");
         return 1;
     }

@@ -1,5 +1,6 @@
 /* stats.c — what a pool looks like after some traffic: the statistics as text (to stdout),
- * and an SVG picture of every chunk's pages written to the path given (default heap.svg). */
+ * and an SVG picture of every chunk's pages, with its key, written to the path given (default
+ * heap.svg: the README's docs/heap.svg is this program's output). */
 #include "bufpool.h"
 
 #include <stdint.h>

@@ -1,13 +1,29 @@
 /* fuzz_buf.c — libFuzzer target: bytes decoded into bp_buf operations (typed and byte
- * writes and reads, skips, index moves, discards, slices, growth), each checked against a
- * flat byte-array model: result codes, indexes and contents must agree. */
+ * writes and reads, skips, index moves, discards, slices, copies, growth, writes from the
+ * buffer's own bytes) on a pooled buffer or on wrapped memory (a caller's array, or NULL
+ * and 0 bytes), each checked against a flat byte-array model: result codes, indexes and
+ * contents must agree. */
 #include "internal.h"
 
 #include <string.h>
+#include <sys/uio.h>
 
 #define MAX 2048
 
 static bp_pool *pool;
+static uint8_t wrapped[MAX];
+
+/* The first input byte picks the buffer: pooled with that many bytes to start (kinds 0, 1),
+ * a wrap of 8 times that many bytes of a caller's array (2), or a wrap of NULL, 0 (3).
+ * *max gets the capacity it may reach. */
+static bp_buf *make(uint8_t first, size_t *max)
+{
+    switch (first % 4) {
+    case 2: *max = (size_t)first * 8; return bp_buf_wrap(pool, wrapped, *max, 0, NULL, NULL, 0);
+    case 3: *max = 0; return bp_buf_wrap(pool, NULL, 0, 0, NULL, NULL, 0);
+    default: *max = MAX; return bp_buf_new(pool, first, MAX);
+    }
+}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t n)
 {
@@ -18,10 +34,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t n)
         pool = bp_pool_new(&cfg);
     }
     uint8_t model[MAX];
-    size_t reader = 0, writer = 0;
-    bp_buf *b = bp_buf_new(pool, n > 0 ? data[0] : 0, MAX);
+    size_t reader = 0, writer = 0, max;
+    bp_buf *b = make(n > 0 ? data[0] : 0, &max);
+    if (b == NULL)
+        __builtin_trap();
     for (size_t i = 1; i + 2 < n; i += 3) {
-        unsigned op = data[i] % 8;
+        unsigned op = data[i] % 11;
         size_t arg = data[i + 1] | (size_t)data[i + 2] << 8;
         uint8_t tmp[256];
         int err;
@@ -31,7 +49,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t n)
             for (size_t k = 0; k < len; k++)
                 tmp[k] = (uint8_t)(arg + k);
             err = bp_buf_write_bytes(b, tmp, len);
-            if (err != (writer + len > MAX ? BP_ECAP : BP_OK))
+            if (err != (writer + len > max ? BP_ECAP : BP_OK))
                 __builtin_trap();
             if (err == BP_OK) {
                 memcpy(model + writer, tmp, len);
@@ -53,7 +71,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t n)
         }
         case 2: { /* write_u32_be / read back with get */
             err = bp_buf_write_u32_be(b, (uint32_t)arg * 2654435761u);
-            if (err != (writer + 4 > MAX ? BP_ECAP : BP_OK))
+            if (err != (writer + 4 > max ? BP_ECAP : BP_OK))
                 __builtin_trap();
             if (err == BP_OK) {
                 uint32_t v = (uint32_t)arg * 2654435761u, got;
@@ -106,6 +124,35 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t n)
             bp_buf_release(s);
             break;
         }
+        case 7: { /* a copy holds the same bytes in memory of its own */
+            size_t at = arg % (writer + 1), len = (arg >> 8) % (writer - at + 1);
+            bp_buf *c = bp_buf_copy(b, at, len);
+            if (c == NULL || bp_buf_capacity(c) != len || bp_buf_readable(c) != len ||
+                bp_buf_get_bytes(c, 0, tmp, len > 256 ? 256 : len) != BP_OK ||
+                memcmp(tmp, model + at, len > 256 ? 256 : len) != 0)
+                __builtin_trap();
+            bp_buf_release(c);
+            break;
+        }
+        case 8: { /* readable bytes written again from where they lie in the buffer */
+            size_t len = BP_MIN(arg % 200, writer - reader);
+            struct iovec iov[1];
+            if (bp_buf_iov(b, reader, len, iov, 1, NULL) != (len > 0))
+                __builtin_trap();
+            err = bp_buf_write_bytes(b, len > 0 ? iov[0].iov_base : NULL, len);
+            if (err != (writer + len > max ? BP_ECAP : BP_OK))
+                __builtin_trap();
+            if (err == BP_OK) {
+                memcpy(model + writer, model + reader, len);
+                writer += len;
+            }
+            break;
+        }
+        case 9: /* zero bytes, out and in, with no memory named */
+            if (bp_buf_get_bytes(b, arg % (writer + 1), NULL, 0) != BP_OK ||
+                bp_buf_read_bytes(b, NULL, 0) != BP_OK || bp_buf_write_bytes(b, NULL, 0) != BP_OK)
+                __builtin_trap();
+            break;
         default: /* skip */
             err = bp_buf_skip(b, arg % 64);
             if (err != (arg % 64 > writer - reader ? BP_EBOUNDS : BP_OK))

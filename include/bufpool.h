@@ -59,7 +59,8 @@ BP_API const bp_os *bp_os_default(void);
  * BUFPOOL_CONF environment variable; change fields afterwards as needed.
  * ------------------------------------------------------------------------------------------ */
 /* The settings of a pool. Each field's comment gives its range and default; bp_pool_new
- * refuses a value outside the range with EINVAL. The keys of BUFPOOL_CONF have the same names. */
+ * refuses a value outside the range, or a chunk_size that is not page_size << 1..14, with
+ * EINVAL. The keys of BUFPOOL_CONF have the same names. */
 typedef struct bp_config {
     size_t page_size;         /* power of two, 4 KiB..64 KiB; default 8 KiB */
     size_t chunk_size;        /* page_size << 1..14; default 4 MiB */
@@ -75,6 +76,12 @@ typedef struct bp_config {
     int purge_decay_ms;       /* free pages go back to the OS (purge) after staying free about
                                * this long, -1..3600000; 0 = at once, -1 = only on
                                * bp_pool_trim; default 10000 */
+    unsigned cache_idle_ms;   /* a thread cache its thread has not refilled or trimmed for this
+                               * long gives its blocks back (emptied by another thread's trim or
+                               * the background thread), 0..3600000; 0 = never; default 10000 */
+    int background_thread;    /* 1: a thread of bufpool's own purges free pages and empties
+                               * idle thread caches on time, so an idle program gives memory back
+                               * without any call (one thread per process); default 0 */
     int leak_level;           /* bp_buf leak detection level, 0..3; default 0 (off) */
     int stats_print;          /* 1: print the statistics to stderr at exit, if the pool is
                                * still alive then; default 0 */
@@ -85,7 +92,12 @@ typedef struct bp_config {
  * made by bp_pool_new, used from any thread, gone with bp_pool_destroy. */
 typedef struct bp_pool bp_pool;
 
-/* Defaults, then the keys of BUFPOOL_CONF ("key:value,key:value", K/M/G suffixes). */
+/* Defaults, then the keys of BUFPOOL_CONF ("key:value,key:value", K/M/G suffixes). An unknown
+ * key, a value outside its field's range, and a chunk_size that does not fit page_size (both
+ * keep their defaults then, whatever the order of the keys) are reported on stderr and
+ * skipped, so the result always makes a pool: bp_pool_new fails on it with ENOMEM only. Each
+ * problem is reported once per process (bp_config_init may run many times: the default pool
+ * runs it too); every bufpool message starts "bufpool: PROGRAM[PID]: ". */
 BP_API void bp_config_init(bp_config *cfg);
 
 /* A new pool, or NULL with errno = EINVAL (a message on stderr names the bad field) or
@@ -150,15 +162,24 @@ BP_API void bp_thread_flush(bp_pool *pool);
 
 /* ------------------------------------------------------------------------------------------
  * Statistics. A snapshot of a pool in the spirit of Netty's PooledByteBufAllocatorMetric
- * family and jemalloc's stats: set struct_size to sizeof(bp_stats) before the call (the
- * struct may grow; version says which layout was filled).
+ * family and jemalloc's stats: set struct_size to sizeof(bp_stats) before the call. The
+ * struct only grows at its end, so a program built against an older header keeps working:
+ * it gets the fields its layout has, and version says which layout was filled.
  *
- * Counts of allocations and frees are the arenas' (blocks handed to or taken back from
- * thread caches count there, in batches); thread-cache hits are counted per thread at each
- * trim and flush and summed here, with the calling thread's current interval exact.
+ * Two kinds of counts. What the program did: program_allocations, every block bp_alloc and
+ * its family returned (thread-cache hits plus blocks an arena served directly), in total and
+ * per class. What the arenas did: alloc_* and free_* count blocks leaving and entering the
+ * arenas' bitmaps and runs, where thread caches refill and give back in batches, so they may
+ * exceed the program's calls; lock_allocs and lock_frees count the lock acquisitions those
+ * batches took. Thread-cache hits are counted per thread and class by the fast path and
+ * added to the pool at each trim and flush (so another thread's are as of its last trim,
+ * the calling thread's are exact). Frees by the program are not counted: bp_free's fast
+ * path is a push onto the thread's cache with no counter, and a count derived later would
+ * need per-thread bookkeeping on every refill and overflow.
  * ------------------------------------------------------------------------------------------ */
-/* The bp_stats layout this header describes; the size of the class and arena tables. */
-#define BP_STATS_VERSION 1
+/* The bp_stats layout this header describes; the size of the class and arena tables.
+ * Version 1 ended at arena_stats; version 2 appended program_allocations and class_ops. */
+#define BP_STATS_VERSION 2
 #define BP_STATS_CLASSES 128
 #define BP_STATS_ARENAS  64 /* per-arena rows kept for the first arenas */
 
@@ -182,6 +203,15 @@ typedef struct bp_stats_class {
     uint64_t cached; /* blocks of the class in the calling thread's cache */
 } bp_stats_class;
 
+/* One size class as the program and the arenas used it (jemalloc's per-bin nrequests, nmalloc
+ * and ndalloc; Netty's allocation and deallocation counts, per class). */
+typedef struct bp_stats_class_ops {
+    uint64_t program_allocations; /* blocks of the class the program got (cache hits included) */
+    uint64_t arena_allocations;   /* blocks the arenas handed out: to the program or a cache */
+    uint64_t arena_frees;         /* blocks they took back: from the program or a cache */
+    uint64_t cache_fills;         /* of arena_allocations: blocks handed to thread caches */
+} bp_stats_class_ops;
+
 /* One arena (of the first BP_STATS_ARENAS): its threads, counters and memory. */
 typedef struct bp_stats_arena {
     unsigned threads; /* thread caches bound to it */
@@ -195,15 +225,18 @@ typedef struct bp_stats_arena {
  * BP_STATS_ARENAS) of arena_stats). */
 typedef struct bp_stats {
     size_t struct_size; /* in: sizeof(bp_stats) as the caller knows it */
-    unsigned version;   /* out: BP_STATS_VERSION */
+    unsigned version;   /* out: the layout filled: BP_STATS_VERSION, or 1 for a v1 caller */
     size_t page_size, chunk_size;
     unsigned arenas, threads, classes;
-    uint64_t alloc_small, alloc_normal, alloc_huge;
-    uint64_t free_small, free_normal, free_huge;
+    uint64_t alloc_small, alloc_normal, alloc_huge; /* blocks out of the arenas */
+    uint64_t free_small, free_normal, free_huge;    /* blocks back into the arenas */
     uint64_t cache_hits;
     size_t active_bytes; /* in blocks handed out by the arenas (thread caches included) */
     uint64_t active_blocks;
-    size_t mapped_bytes; /* chunks and huge blocks */
+    /* what memory_limit counts, read from the pool's own counter (never above the limit);
+     * chunk_bytes and huge_bytes are summed arena by arena, so under traffic they may not
+     * add up to it */
+    size_t mapped_bytes;
     size_t chunk_bytes, huge_bytes;
     size_t cached_bytes; /* in thread caches (other threads: as of their last trim) */
     size_t transfer_bytes, run_cache_bytes;
@@ -214,15 +247,26 @@ typedef struct bp_stats {
     bp_stats_list lists[6];
     bp_stats_class class_stats[BP_STATS_CLASSES];
     bp_stats_arena arena_stats[BP_STATS_ARENAS];
+    /* version 2 */
+    uint64_t program_allocations;     /* every block bp_alloc and its family returned */
+    uint64_t lock_allocs, lock_frees; /* arena lock acquisitions that handed out / took back */
+    bp_stats_class_ops class_ops[BP_STATS_CLASSES];
 } bp_stats;
 
 /* What bp_pool_print_stats writes. */
 typedef enum bp_format { BP_FORMAT_TEXT, BP_FORMAT_JSON, BP_FORMAT_SVG } bp_format;
 
-/* 0, or BP_EINVAL when out->struct_size is smaller than this library's bp_stats. */
+/* Fills the first out->struct_size bytes: the whole snapshot (version BP_STATS_VERSION) when
+ * struct_size >= sizeof(bp_stats), version 1's fields (version 1) when it covers those, and
+ * nothing past struct_size. Safe under any traffic from other threads. 0, or BP_EINVAL when
+ * struct_size is smaller than version 1's layout (nothing is written then). */
 BP_API int bp_pool_stats(bp_pool *pool, bp_stats *out);
-/* Text tables, JSON (schema in docs/stats-json.md), or an SVG picture of every chunk's pages.
- * Returns 0, or BP_EIO when writing failed. */
+/* Text tables, JSON (schema in docs/stats-json.md), or an SVG picture of every chunk's pages
+ * with a key (colours by class, the page a cell stands for, the chunk lists' bands). The
+ * figures are taken first, under the arenas' locks, into memory mapped for the purpose; they
+ * are written after every lock is released, so `out` may allocate from this very pool (a
+ * fopencookie stream into a bp_buf, a stream under the malloc library). Returns 0, BP_ENOMEM
+ * when that memory could not be mapped (nothing is written), or BP_EIO when writing failed. */
 BP_API int bp_pool_print_stats(bp_pool *pool, FILE *out, bp_format fmt);
 
 /* ------------------------------------------------------------------------------------------
@@ -266,7 +310,9 @@ BP_API const char *bp_strerror(int code);
 /* initial <= max; max 0 means "no limit" (SIZE_MAX / 2). */
 BP_API bp_buf *bp_buf_new(bp_pool *pool, size_t initial, size_t max);
 /* A buffer over caller memory [mem, mem + cap) holding `len` readable bytes; free_fn(mem, ud)
- * runs when the last reference to the memory goes (NULL: nothing to do). */
+ * runs when the last reference to the memory goes (NULL: nothing to do). Its capacity is
+ * fixed at cap. mem may be NULL when cap is 0 (an empty buffer, never dereferenced). NULL
+ * with errno EINVAL when len > cap or mem is NULL with cap > 0. */
 BP_API bp_buf *bp_buf_wrap(bp_pool *pool, void *mem, size_t cap, size_t len,
                            void (*free_fn)(void *mem, void *ud), void *ud, unsigned flags);
 /* Adds a reference to b (from any thread); returns b. */
@@ -304,11 +350,17 @@ typedef struct bp_mark {
 BP_API void bp_buf_mark(const bp_buf *b, bp_mark *m);
 BP_API int bp_buf_reset(bp_buf *b, const bp_mark *m);
 BP_API void bp_buf_clear(bp_buf *b); /* reader = writer = 0 */
-/* Moves the readable bytes to index 0. BP_ESHARED while views of the memory exist. */
+/* Moves the readable bytes to index 0. BP_ESHARED while others look at the memory (views,
+ * or a composite b is a part of); BP_ERDONLY for a read-only buffer. On a composite it moves
+ * no bytes: it releases the parts read to their end and moves both indexes down by the bytes
+ * they held (a part read halfway stays, so the reader index may stay above 0); a composite
+ * slice's maximum capacity moves down with its capacity, so it still cannot grow. */
 BP_API int bp_buf_discard_read(bp_buf *b);
 /* Makes room for n more bytes after the writer index: capacity doubles from 64 B up to
- * 4 MiB, then grows by 4 MiB steps, never past max. BP_ECAP, BP_ENOMEM, or BP_ERDONLY for a
- * read-only buffer (even one with room). */
+ * 4 MiB, then grows by 4 MiB steps, never past max. Every byte of the old capacity is kept,
+ * those past the writer index too (bytes set there, or read into bp_buf_reserve_iov extents
+ * before bp_buf_commit). BP_ECAP, BP_ENOMEM, or BP_ERDONLY for a read-only buffer (even one
+ * with room). */
 BP_API int bp_buf_ensure_writable(bp_buf *b, size_t n);
 
 /* ------------------------------------------------------------------------------------------
@@ -337,14 +389,20 @@ BP_BUF_TYPED(f32_le, float)
 BP_BUF_TYPED(f64_be, double)
 BP_BUF_TYPED(f64_le, double)
 #undef BP_BUF_TYPED
-/* Unsigned LEB128 varints (1..10 bytes). BP_EINVAL for an overlong or overflowing encoding. */
+/* Unsigned LEB128 varints (1..10 bytes). get and read: BP_EINVAL for an overlong encoding
+ * (a last byte of 0 after the first, as in 80 80 00, which a shorter one says) or one past
+ * 64 bits, BP_EBOUNDS when the bytes end first; *len (may be NULL) gets the bytes used. */
 BP_API int bp_buf_get_uvarint(const bp_buf *b, size_t idx, uint64_t *out, size_t *len);
 BP_API int bp_buf_read_uvarint(bp_buf *b, uint64_t *out);
 BP_API int bp_buf_write_uvarint(bp_buf *b, uint64_t v);
 
 /* Bytes out and in: get (inside [0, writer)) and set (inside [0, capacity)) are absolute;
  * read and write move the reader / writer index, write grows the buffer; skip moves the
- * reader index over n readable bytes. BP_EBOUNDS when the range does not fit. */
+ * reader index over n readable bytes. BP_EBOUNDS when the range does not fit; set and write
+ * give BP_ERDONLY for a read-only buffer, write the codes of bp_buf_ensure_writable. src and
+ * dst may be NULL when n is 0, and may lie inside b itself: a bp_buf_write_bytes of b's own
+ * bytes that makes b grow copies them from where they moved, and in a contiguous buffer the
+ * two ranges may overlap. */
 BP_API int bp_buf_get_bytes(const bp_buf *b, size_t idx, void *dst, size_t n);
 BP_API int bp_buf_set_bytes(bp_buf *b, size_t idx, const void *src, size_t n);
 BP_API int bp_buf_read_bytes(bp_buf *b, void *dst, size_t n);
@@ -356,7 +414,9 @@ BP_API int bp_buf_skip(bp_buf *b, size_t n);
  * reference to it; a composite presents the readable bytes of several buffers as one.
  * ------------------------------------------------------------------------------------------ */
 /* Views: their own indexes over [idx, idx + len) of b's memory, holding a reference to it;
- * their capacity is fixed. BP_RDONLY makes a read-only view. NULL + errno on failure. */
+ * they never grow (BP_ECAP). BP_RDONLY makes a read-only view. A slice of a composite is a
+ * composite of views of its parts. NULL + errno on failure (EINVAL: the range is not inside
+ * b's capacity; ENOMEM). */
 BP_API bp_buf *bp_buf_slice(bp_buf *b, size_t idx, size_t len, unsigned flags);
 /* A slice of the next len readable bytes; advances b's reader index. */
 BP_API bp_buf *bp_buf_read_slice(bp_buf *b, size_t len);
@@ -368,7 +428,13 @@ BP_API bp_buf *bp_buf_copy(const bp_buf *b, size_t idx, size_t len);
 /* Composites: the readable bytes of several buffers, in order, without copying. */
 BP_API bp_buf *bp_buf_composite(bp_pool *pool, unsigned max_parts);
 /* Takes over the caller's reference to part; its readable bytes are appended (the writer
- * index moves). BP_ECAP when max_parts are in use, BP_EINVAL for a composite part. */
+ * index moves). The composite also holds the memory those bytes lie in, as a view would: a
+ * part still written by another owner (one who retained it) keeps them where they are for
+ * the composite (its growth copies them to new memory, its bp_buf_discard_read gives
+ * BP_ESHARED), while writes into the bytes they share are seen by both. BP_ECAP when
+ * max_parts are in use or the composite would pass its maximum capacity (a slice's is its
+ * capacity); BP_EINVAL for a composite part, or while the composite has writable bytes (from
+ * growth or bp_buf_reserve_iov) that the part's would come after. */
 BP_API int bp_buf_append(bp_buf *composite, bp_buf *part);
 /* The parts of a composite; 1 for any other buffer. */
 BP_API unsigned bp_buf_part_count(const bp_buf *b);
@@ -383,16 +449,27 @@ BP_API int bp_buf_consolidate(bp_buf *composite);
  * cover (less than len when max is too small). Returns the count, or a BP_E* code. */
 BP_API int bp_buf_iov(const bp_buf *b, size_t off, size_t len, struct iovec *iov, int max,
                       size_t *covered);
-/* Makes n bytes writable and describes the writable extents for readv; then bp_buf_commit. */
+/* Makes n bytes writable and describes the writable extents (up to max iovecs) for readv;
+ * then bp_buf_commit. Returns the count, BP_EINVAL unless 1 <= max <= IOV_MAX (checked
+ * before anything grows), or the codes of bp_buf_ensure_writable. */
 BP_API int bp_buf_reserve_iov(bp_buf *b, size_t n, struct iovec *iov, int max);
 /* Moves the writer index over n bytes written in place (n <= writable). */
 BP_API int bp_buf_commit(bp_buf *b, size_t n);
-/* One readv of up to max bytes (0: 64 KiB) into b, growing it first; one writev of up to max
- * readable bytes (0: all), gathered from at most 64 extents (a composite of more parts takes
- * several calls). Return the bytes moved (the reader or writer index moves over them), 0 at
- * end of file (read), or a BP_E* code: BP_EIO with errno set, and for readv the codes of
- * bp_buf_ensure_writable. After BP_EIO from readv the buffer may have grown; its bytes and
- * indexes are as they were. */
+/* bp_buf_readv_fd: one readv of up to max bytes (0: no limit) into the writable bytes b has
+ * (at most 64 extents); only a buffer with none grows first, as bp_buf_ensure_writable(b, 1)
+ * grows it (doubling, never past its maximum capacity: BP_ECAP when it is full there).
+ * bp_buf_writev_fd: one gathering write of up to max readable bytes (0: all) from at most 64
+ * extents (a composite of more parts takes several calls). A socket is written with sendmsg
+ * and MSG_NOSIGNAL: a peer that has gone gives BP_EIO with errno EPIPE, never SIGPIPE. Any
+ * other descriptor (a pipe, a file) is written with writev, which raises SIGPIPE for a pipe
+ * whose reader has gone: a program writing to pipes ignores or blocks SIGPIPE, then gets
+ * BP_EIO with EPIPE. (Each thread remembers the last descriptor found to be no socket and
+ * writes it with writev from then on, sparing a failed sendmsg per call; should that number
+ * be closed and reopened as a socket, that socket is written with writev too, which a
+ * program that ignores SIGPIPE, as one writing to pipes does, never notices.) Both return
+ * the bytes moved (the reader or writer index moves over them), 0 at end of file (read), or
+ * a BP_E* code: BP_EIO with errno set, and for readv the codes of bp_buf_ensure_writable.
+ * After BP_EIO from readv the buffer may have grown; its bytes and indexes are as they were. */
 BP_API ssize_t bp_buf_readv_fd(bp_buf *b, int fd, size_t max);
 BP_API ssize_t bp_buf_writev_fd(bp_buf *b, int fd, size_t max);
 
@@ -411,8 +488,14 @@ BP_API int bp_buf_find(const bp_buf *b, size_t from, const void *needle, size_t 
  * ------------------------------------------------------------------------------------------ */
 /* Leak detection (config leak_level: 0 off, 1 sampled, 2 sampled with touch records,
  * 3 every buffer with touch records). A leak is a buffer still alive when bp_leak_report is
- * called, when its pool is destroyed, or at exit; the report gives where it was allocated
- * and where it was last touched. Returns the number of leaked buffers reported. */
+ * called, when its pool is destroyed, or at exit; each is reported once, by the first of
+ * these that finds it. The report gives where it was allocated, one frame a line as module +
+ * offset (with the function where the dynamic symbol table names it), where it was last
+ * touched, and the addr2line command that turns the frames into function, file and line.
+ * It is written from a snapshot with no lock held, so `out` may allocate from the pool.
+ * Returns the number of leaked buffers this call reported: 0 when there were none, or when
+ * the snapshot's memory was refused (a message says so; those leaks stay for the next
+ * report). */
 BP_API size_t bp_leak_report(bp_pool *pool, FILE *out);
 /* Records where b is now (with a hint such as "decoded"): at leak_level 2 and 3 the report
  * of a leaked buffer lists its last touches. Costs nothing for an untracked buffer. */

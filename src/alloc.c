@@ -11,11 +11,21 @@ static void *fail(int err)
     return NULL;
 }
 
+/* Before an allocation fails (memory_limit reached, or the OS refused), the pool gives back
+ * what it keeps for reuse, in every arena, and the allocation is tried once more. */
+static bool reclaimed(bp_pool *pool)
+{
+    return bp_pool_reclaim(pool) != 0;
+}
+
 static void *alloc_huge(bp_pool *pool, size_t size, size_t align)
 {
     if (size > PTRDIFF_MAX)
         return fail(ENOMEM);
-    void *p = bp_arena_alloc_huge(bp_thread_arena(pool), size, align);
+    bp_arena *arena = bp_thread_arena(pool);
+    void *p = bp_arena_alloc_huge(arena, size, align);
+    if (p == NULL && reclaimed(pool))
+        p = bp_arena_alloc_huge(arena, size, align);
     return p != NULL ? p : fail(ENOMEM);
 }
 
@@ -26,14 +36,21 @@ void *bp_alloc_aligned_huge(bp_pool *pool, size_t align, size_t size)
     return alloc_huge(pool, size, align);
 }
 
+static void *alloc_class(bp_pool *pool, unsigned cls)
+{
+    return cls < pool->cache_classes ? bp_tcache_alloc_slow(pool, cls)
+                                     : bp_arena_alloc(bp_thread_arena(pool), cls);
+}
+
 /* Everything the fast path does not serve: a first use, an empty bin, sizes above the lookup
  * table, uncached classes, huge blocks. */
 static bp_noinline void *alloc_slow(bp_pool *pool, size_t size)
 {
     if (size <= pool->chunk_size) {
         unsigned cls = bp_size_to_class(&pool->sc, size);
-        void *p = cls < pool->cache_classes ? bp_tcache_alloc_slow(pool, cls)
-                                            : bp_arena_alloc(bp_thread_arena(pool), cls);
+        void *p = alloc_class(pool, cls);
+        if (bp_unlikely(p == NULL) && reclaimed(pool))
+            p = alloc_class(pool, cls);
         return bp_likely(p != NULL) ? p : fail(ENOMEM);
     }
     return alloc_huge(pool, size, 0);
@@ -78,11 +95,10 @@ void bp_free(void *p)
 #endif
 
 /* The fast path: the class's bin offset (a table lookup up to 4 KiB, the size formula up to
- * max_cached) and a pop from this thread's bin, no lock, no atomic; every trim_interval
- * allocations the cache trims itself. */
+ * max_cached) and a pop from this thread's bin, no lock, no atomic, between the two stores of
+ * the reclaim handshake (internal.h); every trim_interval allocations the cache trims itself. */
 void *bp_alloc(bp_pool *pool, size_t size)
 {
-    bp_tcache_bin *bins = bp_tls_bins[pool->tc_slot];
     uint32_t offset;
     if (bp_likely(size <= BP_MAX_LOOKUP))
         offset = pool->sc.bin_lookup[(size + BP_QUANTUM - 1) >> BP_LOG2_QUANTUM];
@@ -90,16 +106,22 @@ void *bp_alloc(bp_pool *pool, size_t size)
         offset = bp_bin_offset(bp_size_to_class_compute(&pool->sc, size));
     else
         return alloc_slow(pool, size);
+    bp_tcache_enter();
+    bp_tcache_bin *bins = bp_tcache_bins(pool->tc_slot);
     bp_tcache_bin *bin = bp_bin_at(bins, offset);
     void **head = bin->head;
     if (bp_likely(head != bin->empty)) {
+        void *p = *head;
         bin->head = head + 1;
         bin->hits++;
         bp_tcache *tc = bp_tcache_of(bins);
-        if (bp_unlikely(--tc->countdown == 0))
-            return bp_tcache_trim_returning(tc, *head);
-        return *head;
+        bool trim = --tc->countdown == 0;
+        bp_tcache_leave();
+        if (bp_unlikely(trim))
+            return bp_tcache_trim_returning(tc, p);
+        return p;
     }
+    bp_tcache_leave();
     return alloc_slow(pool, size);
 }
 
@@ -144,7 +166,10 @@ void *bp_aligned_alloc(bp_pool *pool, size_t align, size_t size)
         return alloc_huge(pool, size, align);
     if (align <= pool->page_size && cls < pool->cache_classes)
         return alloc_slow(pool, pool->sc.size[cls]); /* any block of the class is aligned */
-    void *p = bp_arena_alloc_aligned(bp_thread_arena(pool), cls, align);
+    bp_arena *arena = bp_thread_arena(pool);
+    void *p = bp_arena_alloc_aligned(arena, cls, align);
+    if (p == NULL && reclaimed(pool))
+        p = bp_arena_alloc_aligned(arena, cls, align);
     return p != NULL ? p : fail(ENOMEM);
 }
 
@@ -220,10 +245,12 @@ static void check_free(const char *what, void *p)
         bp_fatal("%s(%p): double free (the run is in its arena's run cache)", what, p);
     bp_pool *pool = chunk->pool;
     if (pool->tc_slot < BP_TCACHE_SLOTS) {
-        const bp_tcache_bin *bin = bp_bin_at(bp_tls_bins[pool->tc_slot], b.info & 0xffff);
+        bp_tcache_enter();
+        const bp_tcache_bin *bin = bp_bin_at(bp_tcache_bins(pool->tc_slot), b.info & 0xffff);
         for (void **e = bin->head; e != bin->empty; e++)
             if (*e == p)
                 bp_fatal("%s(%p): double free (the block is in this thread's cache)", what, p);
+        bp_tcache_leave();
     }
 }
 #endif
@@ -251,14 +278,17 @@ void bp_free(void *p)
     uintptr_t a = (uintptr_t)p;
     bp_chunk *chunk = bp_chunk_map_lookup(a);
     if (bp_likely(chunk != NULL)) {
-        bp_tcache_bin *bin =
-            bp_bin_at(bp_tls_bins[chunk->tc_slot], (uint16_t)bp_chunk_info_at(chunk, a));
+        uint32_t offset = (uint16_t)bp_chunk_info_at(chunk, a);
+        bp_tcache_enter();
+        bp_tcache_bin *bin = bp_bin_at(bp_tcache_bins(chunk->tc_slot), offset);
         void **head = bin->head;
         if (bp_likely(head != bin->full)) {
             *--head = p;
             bin->head = head;
+            bp_tcache_leave();
             return;
         }
+        bp_tcache_leave();
     }
     free_slow(p);
 }

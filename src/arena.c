@@ -111,13 +111,6 @@ static void unmap_chunk(bp_arena *arena, bp_chunk *chunk)
     bp_chunk_delete(chunk);
 }
 
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 /* Purges every chunk's pages that were already dirty at the previous epoch: a freed page is
  * given back between decay/2 and decay after it was freed. Runs in the slow paths, under the
  * lock, at most once an epoch; no background thread. */
@@ -126,7 +119,7 @@ static void purge_tick(bp_arena *arena)
     int decay = arena->pool->config.purge_decay_ms;
     if (decay <= 0)
         return;
-    uint64_t now = now_ms();
+    uint64_t now = bp_now_ms();
     if (now < arena->next_purge_ms)
         return;
     arena->next_purge_ms = now + (uint64_t)BP_MAX(decay / 2, 1);
@@ -183,6 +176,7 @@ static void *alloc_small_locked(bp_arena *arena, unsigned cls)
     if (sp->free_count == 0)
         bp_subpage_pool_remove(sp);
     arena->counters.alloc_small++;
+    arena->counters.classes[cls].allocs++;
     arena->counters.active_bytes += sp->elem_size;
     return (char *)run_address(sp->chunk, sp->run_offset) + (size_t)idx * sp->elem_size;
 }
@@ -201,6 +195,7 @@ static void *alloc_normal_locked(bp_arena *arena, unsigned cls, uint32_t align_p
         p = run_address(chunk, off);
     }
     arena->counters.alloc_normal++;
+    arena->counters.classes[cls].allocs++;
     arena->counters.active_bytes += arena->pool->sc.size[cls];
     return p;
 }
@@ -217,6 +212,7 @@ unsigned bp_arena_alloc_batch(bp_arena *arena, unsigned cls, void **out, unsigne
             break;
         out[got] = p;
     }
+    arena->counters.classes[cls].cache_fills += got; /* only thread caches refill in batches */
     bp_lock_release(&arena->lock);
     return got;
 }
@@ -335,6 +331,7 @@ static void free_small_locked(bp_arena *arena, bp_chunk *chunk, uintptr_t p, uin
         bp_fatal("bp_free(%p): double free (a %u-byte block)", (void *)p, sp->elem_size);
     bp_subpage_give(sp, (uint32_t)idx);
     arena->counters.free_small++;
+    arena->counters.classes[sp->class_index].frees++;
     arena->counters.active_bytes -= sp->elem_size;
 
     bp_subpage_link *head = &arena->small[sp->class_index];
@@ -358,6 +355,7 @@ static void free_normal_locked(bp_arena *arena, bp_chunk *chunk, uintptr_t p, ui
                  bp_handle_pages(chunk->run_map[off]));
     unsigned cls = bp_info_class(info);
     arena->counters.free_normal++;
+    arena->counters.classes[cls].frees++;
     arena->counters.active_bytes -= arena->pool->sc.size[cls];
     bp_run_cache *rc = &arena->run_cache[cls];
     for (uint32_t i = 0; i < rc->count; i++) /* at most 8 compares */
@@ -432,12 +430,12 @@ static bool transfer_push(bp_arena *arena, bp_transfer *t, void **blocks, unsign
         bp_unpoison(blocks[i], sizeof(void *));
     for (unsigned i = 0; i + 1 < n; i++)
         *(void **)blocks[i] = blocks[i + 1];
+    __atomic_add_fetch(&t->count, n, __ATOMIC_RELAXED); /* before: never below the stack */
     void *head = __atomic_load_n(&t->head, __ATOMIC_RELAXED);
     do {
         *(void **)blocks[n - 1] = head;
     } while (!__atomic_compare_exchange_n(&t->head, &head, blocks[0], true, __ATOMIC_RELEASE,
                                           __ATOMIC_RELAXED));
-    __atomic_add_fetch(&t->count, n, __ATOMIC_RELAXED);
     for (unsigned i = 0; i < n; i++)
         bp_poison(blocks[i], sizeof(void *));
     return true;
@@ -449,8 +447,7 @@ unsigned bp_arena_transfer_take(bp_arena *arena, unsigned cls, void **out, unsig
     if (__atomic_load_n(&t->head, __ATOMIC_RELAXED) == NULL)
         return 0;
     void *list = __atomic_exchange_n(&t->head, NULL, __ATOMIC_ACQUIRE);
-    __atomic_store_n(&t->count, 0, __ATOMIC_RELAXED); /* a racing push may be undercounted */
-    unsigned n = 0;
+    unsigned n = 0, unlinked = 0; /* unlinked: the blocks beyond max */
     while (list != NULL && n < max) {
         out[n++] = list;
         bp_unpoison(list, sizeof(void *));
@@ -463,6 +460,7 @@ unsigned bp_arena_transfer_take(bp_arena *arena, unsigned cls, void **out, unsig
         unsigned k = 0;
         while (list != NULL) {
             rest[k++] = list;
+            unlinked++;
             bp_unpoison(list, sizeof(void *));
             void *next = *(void **)list;
             bp_poison(list, sizeof(void *));
@@ -473,6 +471,7 @@ unsigned bp_arena_transfer_take(bp_arena *arena, unsigned cls, void **out, unsig
             }
         }
     }
+    __atomic_sub_fetch(&t->count, n + unlinked, __ATOMIC_RELAXED); /* after: never below */
     return n;
 }
 
@@ -527,15 +526,12 @@ void bp_arena_free_batch(void **blocks, unsigned n, bool transfer)
 
 size_t bp_arena_transfer_bytes(bp_arena *arena)
 {
+    /* the counts, not the blocks: a taker hands blocks to the program, which overwrites the
+     * links a walk would follow */
     size_t bytes = 0;
     for (unsigned cls = 0; cls < arena->pool->cache_classes; cls++)
-        for (void *b = __atomic_load_n(&arena->transfer[cls].head, __ATOMIC_ACQUIRE); b != NULL;) {
-            bytes += arena->pool->sc.size[cls];
-            bp_unpoison(b, sizeof(void *));
-            void *next = *(void **)b;
-            bp_poison(b, sizeof(void *));
-            b = next;
-        }
+        bytes += (size_t)__atomic_load_n(&arena->transfer[cls].count, __ATOMIC_RELAXED) *
+                 arena->pool->sc.size[cls];
     return bytes;
 }
 
@@ -570,7 +566,7 @@ void bp_arena_free_huge(bp_arena *arena, bp_chunk *huge)
 
 /* ---- trim ------------------------------------------------------------------------------- */
 
-size_t bp_arena_trim(bp_arena *arena)
+size_t bp_arena_trim(bp_arena *arena, bool purge)
 {
     size_t released = 0;
     bp_lock_acquire(&arena->lock);
@@ -611,7 +607,7 @@ size_t bp_arena_trim(bp_arena *arena)
         unmap_chunk(arena, chunk);
     }
     /* ... and every free page of the chunks still in use is purged. */
-    for (int i = 0; i < BP_NLISTS; i++) {
+    for (int i = 0; purge && i < BP_NLISTS; i++) {
         for (bp_chunk *chunk = arena->lists[i].head; chunk != NULL; chunk = chunk->next) {
             size_t purged = bp_chunk_purge(chunk, true);
             arena->counters.purged_bytes += purged;

@@ -115,7 +115,8 @@ bp_buf *bp_buf_wrap(bp_pool *pool, void *mem, size_t cap, size_t len,
     b->self.free_fn = free_fn;
     b->self.ud = ud;
     b->self.ext = mem;
-    b->data = mem;
+    /* empty memory may be NULL; data never is, so no zero-length copy sees a null pointer */
+    b->data = mem != NULL ? mem : (uint8_t *)b + BP_BUF_HEADER;
     b->capacity = b->max_capacity = cap;
     b->writer = len;
     b->flags = flags & BP_RDONLY;
@@ -267,7 +268,9 @@ size_t bp_buf_grow_capacity(size_t min_capacity, size_t max_capacity)
 }
 
 /* Moves the bytes to memory that holds new_capacity, unless the memory they are in already
- * does. The old memory stays for views that look at it. */
+ * does. All of [0, capacity) moves, not only what the writer index covers: bytes set past it
+ * or read into reserved extents wait for bp_buf_commit. The old memory stays for views and
+ * composites that look at it. */
 static int grow_contiguous(bp_buf *b, size_t new_capacity)
 {
     if (room(b) >= new_capacity) {
@@ -291,7 +294,7 @@ static int grow_contiguous(bp_buf *b, size_t new_capacity)
     memset(m, 0, sizeof *m);
     m->refs = 1;
     m->kind = BP_MEM_POOLED;
-    memcpy((uint8_t *)m + BP_MEM_HEADER, b->data, b->writer);
+    memcpy((uint8_t *)m + BP_MEM_HEADER, b->data, b->capacity);
     b->mem = m;
     b->data = (uint8_t *)m + BP_MEM_HEADER;
     b->capacity = new_capacity;
@@ -316,10 +319,14 @@ int bp_buf_ensure_writable(bp_buf *b, size_t n)
 
 /* ---- bytes ------------------------------------------------------------------------------ */
 
+/* Both copies accept NULL for zero bytes, and a source or destination inside b itself
+ * (memmove: a range of b copied over an overlapping one). */
 static void copy_out(const bp_buf *b, size_t idx, void *dst, size_t n)
 {
+    if (n == 0)
+        return;
     if (bp_likely(!(b->flags & BP_BUF_COMPOSITE)))
-        memcpy(dst, b->data + idx, n);
+        memmove(dst, b->data + idx, n);
     else
         bp_buf_composite_copy_out(b, idx, dst, n);
 }
@@ -328,11 +335,24 @@ static int copy_in(bp_buf *b, size_t idx, const void *src, size_t n)
 {
     if (b->flags & BP_RDONLY)
         return BP_ERDONLY;
+    if (n == 0)
+        return BP_OK;
     if (bp_likely(!(b->flags & BP_BUF_COMPOSITE))) {
-        memcpy(b->data + idx, src, n);
+        memmove(b->data + idx, src, n);
         return BP_OK;
     }
     return bp_buf_composite_copy_in(b, idx, src, n);
+}
+
+/* Where [src, src + n) lies inside the bytes of contiguous b, or SIZE_MAX when it does not:
+ * growth may move those bytes and free the memory they were in. */
+static size_t offset_inside(const bp_buf *b, const void *src, size_t n)
+{
+    uintptr_t at = (uintptr_t)src, start = (uintptr_t)b->data;
+    if ((b->flags & BP_BUF_COMPOSITE) || at < start || at - start > b->capacity ||
+        n > b->capacity - (at - start))
+        return SIZE_MAX;
+    return at - start;
 }
 
 int bp_buf_get_bytes(const bp_buf *b, size_t idx, void *dst, size_t n)
@@ -361,12 +381,17 @@ int bp_buf_read_bytes(bp_buf *b, void *dst, size_t n)
 
 int bp_buf_write_bytes(bp_buf *b, const void *src, size_t n)
 {
-    if (bp_likely(n <= b->capacity - b->writer && !(b->flags & (BP_RDONLY | BP_BUF_COMPOSITE)))) {
-        memcpy(b->data + b->writer, src, n);
+    /* n - 1: zero bytes (src may be NULL) take the slow path, which copies nothing */
+    if (bp_likely(n - 1 < b->capacity - b->writer &&
+                  !(b->flags & (BP_RDONLY | BP_BUF_COMPOSITE)))) {
+        memmove(b->data + b->writer, src, n);
         b->writer += n;
         return BP_OK;
     }
+    size_t inside = n > b->capacity - b->writer ? offset_inside(b, src, n) : SIZE_MAX;
     int err = bp_buf_ensure_writable(b, n);
+    if (err == BP_OK && inside != SIZE_MAX)
+        src = b->data + inside; /* the bytes moved with the rest of b */
     if (err == BP_OK)
         err = copy_in(b, b->writer, src, n);
     if (err == BP_OK)
@@ -497,6 +522,8 @@ int bp_buf_get_uvarint(const bp_buf *b, size_t idx, uint64_t *out, size_t *len)
             return BP_EINVAL; /* more than 64 bits */
         v |= (uint64_t)(byte & 0x7f) << (7 * i);
         if (!(byte & 0x80)) {
+            if (byte == 0 && i > 0)
+                return BP_EINVAL; /* overlong: a shorter encoding says the same */
             *out = v;
             if (len != NULL)
                 *len = i + 1;
@@ -529,19 +556,24 @@ int bp_buf_write_uvarint(bp_buf *b, uint64_t v)
 
 /* ---- views and copies ------------------------------------------------------------------- */
 
-bp_buf *bp_buf_view(bp_buf *b, size_t idx, size_t len, unsigned flags)
+bp_buf *bp_buf_view_mem(bp_pool *pool, bp_mem *m, uint8_t *data, size_t len, unsigned flags)
 {
-    bp_buf *v = bp_buf_header_new(b->pool, 0);
+    bp_buf *v = bp_buf_header_new(pool, 0);
     if (v == NULL)
         return NULL;
-    bp_buf_mem_acquire(b->mem);
-    v->mem = b->mem;
-    v->data = b->data + idx;
+    bp_buf_mem_acquire(m);
+    v->mem = m;
+    v->data = data;
     v->capacity = v->max_capacity = len;
     v->writer = len;
-    v->flags = (b->flags | flags) & BP_RDONLY;
+    v->flags = flags & BP_RDONLY;
     bp_leak_track(v);
     return v;
+}
+
+bp_buf *bp_buf_view(bp_buf *b, size_t idx, size_t len, unsigned flags)
+{
+    return bp_buf_view_mem(b->pool, b->mem, b->data + idx, len, b->flags | flags);
 }
 
 bp_buf *bp_buf_slice(bp_buf *b, size_t idx, size_t len, unsigned flags)

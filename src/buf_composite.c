@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/uio.h>
 
 #define NO_LIMIT (SIZE_MAX / 2)
@@ -33,10 +34,18 @@ bp_buf *bp_buf_composite(bp_pool *pool, unsigned max_parts)
     return c;
 }
 
+/* Drops the references parts[from, to) hold. */
+static void release_parts(bp_buf *c, uint32_t from, uint32_t to)
+{
+    for (uint32_t i = from; i < to; i++) {
+        bp_buf_mem_release(c->parts[i].mem);
+        bp_buf_release(c->parts[i].buf);
+    }
+}
+
 void bp_buf_composite_free_parts(bp_buf *c)
 {
-    for (uint32_t i = 0; i < c->nparts; i++)
-        bp_buf_release(c->parts[i].buf);
+    release_parts(c, 0, c->nparts);
     bp_free(c->parts);
     c->parts = NULL;
     c->nparts = 0;
@@ -47,10 +56,14 @@ unsigned bp_buf_part_count(const bp_buf *b)
     return (b->flags & BP_BUF_COMPOSITE) ? b->nparts : 1;
 }
 
-/* Adds [data, data + len) of buf (whose reference the composite takes) at the end. */
+/* Adds [data, data + len) of contiguous buf (whose reference the composite takes) at the end,
+ * with a reference on the memory those bytes lie in: while the composite holds it, buf's
+ * owner sees the memory shared (bp_buf_discard_read gives BP_ESHARED, growth copies instead
+ * of moving), so the bytes stay where the part points, as they were. */
 static void add_part(bp_buf *c, bp_buf *buf, uint8_t *data, size_t len)
 {
-    c->parts[c->nparts++] = (bp_part){buf, data, c->capacity, len};
+    bp_buf_mem_acquire(buf->mem);
+    c->parts[c->nparts++] = (bp_part){buf, buf->mem, data, c->capacity, len};
     c->capacity += len;
 }
 
@@ -94,7 +107,7 @@ void bp_buf_composite_copy_out(const bp_buf *c, size_t idx, void *dst, size_t n)
     for (uint32_t i = n ? part_at(c, idx) : 0; n > 0; i++) {
         const bp_part *p = &c->parts[i];
         size_t off = idx - p->offset, take = BP_MIN(n, p->len - off);
-        memcpy(out, p->data + off, take);
+        memmove(out, p->data + off, take);
         out += take;
         idx += take;
         n -= take;
@@ -120,7 +133,7 @@ int bp_buf_composite_copy_in(bp_buf *c, size_t idx, const void *src, size_t n)
     for (uint32_t i = first; n > 0; i++) {
         bp_part *p = &c->parts[i];
         size_t off = idx - p->offset, take = BP_MIN(n, p->len - off);
-        memcpy(p->data + off, in, take);
+        memmove(p->data + off, in, take);
         in += take;
         idx += take;
         n -= take;
@@ -141,18 +154,22 @@ int bp_buf_composite_grow(bp_buf *c, size_t min_capacity)
     return BP_OK;
 }
 
-/* Parts read to their end are released; the rest move to the front. */
+/* Parts read to their end are released; the rest move to the front. A view's maximum
+ * capacity moves down with its capacity: it never grows. */
 int bp_buf_composite_discard_read(bp_buf *c)
 {
     uint32_t drop = 0;
     while (drop < c->nparts && c->parts[drop].offset + c->parts[drop].len <= c->reader)
-        bp_buf_release(c->parts[drop++].buf);
+        drop++;
+    release_parts(c, 0, drop);
     size_t shift = drop < c->nparts ? c->parts[drop].offset : c->capacity;
     memmove(c->parts, c->parts + drop, (c->nparts - drop) * sizeof(bp_part));
     c->nparts -= drop;
     for (uint32_t i = 0; i < c->nparts; i++)
         c->parts[i].offset -= shift;
     c->capacity -= shift;
+    if (c->flags & BP_BUF_VIEW)
+        c->max_capacity -= shift;
     c->reader -= shift;
     c->writer -= shift;
     return BP_OK;
@@ -166,8 +183,7 @@ bp_buf *bp_buf_composite_slice(bp_buf *c, size_t idx, size_t len, unsigned flags
     for (uint32_t i = len ? part_at(c, idx) : c->nparts; len > 0; i++) {
         bp_part *p = &c->parts[i];
         size_t off = idx - p->offset, take = BP_MIN(len, p->len - off);
-        size_t base = (size_t)(p->data - p->buf->data);
-        bp_buf *v = bp_buf_view(p->buf, base + off, take, flags);
+        bp_buf *v = bp_buf_view_mem(c->pool, p->mem, p->data + off, take, p->buf->flags | flags);
         if (v == NULL) {
             bp_buf_release(s);
             return NULL;
@@ -178,7 +194,7 @@ bp_buf *bp_buf_composite_slice(bp_buf *c, size_t idx, size_t len, unsigned flags
     }
     s->writer = s->capacity;
     s->max_capacity = s->capacity;
-    s->flags |= (c->flags | flags) & BP_RDONLY;
+    s->flags |= BP_BUF_VIEW | ((c->flags | flags) & BP_RDONLY);
     return s;
 }
 
@@ -193,8 +209,7 @@ int bp_buf_consolidate(bp_buf *c)
         return BP_ENOMEM;
     bp_buf_composite_copy_out(c, 0, one->data, c->capacity);
     one->writer = c->capacity;
-    for (uint32_t i = 0; i < c->nparts; i++)
-        bp_buf_release(c->parts[i].buf);
+    release_parts(c, 0, c->nparts);
     c->nparts = 0;
     size_t capacity = c->capacity;
     c->capacity = 0;
@@ -251,6 +266,8 @@ int bp_buf_iov(const bp_buf *b, size_t off, size_t len, struct iovec *iov, int m
 
 int bp_buf_reserve_iov(bp_buf *b, size_t n, struct iovec *iov, int max)
 {
+    if (max <= 0 || max > IOV_MAX) /* before anything grows: a failed call changes nothing */
+        return BP_EINVAL;
     int err = bp_buf_ensure_writable(b, n);
     if (err != BP_OK)
         return err;
@@ -270,21 +287,39 @@ int bp_buf_commit(bp_buf *b, size_t n)
 ssize_t bp_buf_readv_fd(bp_buf *b, int fd, size_t max)
 {
     struct iovec iov[64];
-    int n = bp_buf_reserve_iov(b, max ? max : (size_t)64 << 10, iov, 64);
+    /* into the writable bytes there are; only a full buffer grows, as one more byte would */
+    int n = bp_buf_reserve_iov(b, 1, iov, 64);
     if (n < 0)
         return n;
-    size_t want = max ? max : (size_t)64 << 10;
-    size_t total = 0;
-    for (int i = 0; i < n; i++) { /* read no more than asked */
-        if (iov[i].iov_len > want - total)
-            iov[i].iov_len = want - total;
-        total += iov[i].iov_len;
+    size_t want = max ? max : SIZE_MAX, total = 0;
+    int used = 0;
+    for (; used < n && total < want; used++) { /* read no more than asked */
+        if (iov[used].iov_len > want - total)
+            iov[used].iov_len = want - total;
+        total += iov[used].iov_len;
     }
-    ssize_t r = readv(fd, iov, n);
+    ssize_t r = readv(fd, iov, used);
     if (r < 0)
         return BP_EIO;
     b->writer += (size_t)r;
     return r;
+}
+
+/* The descriptor this thread last found to be no socket (sendmsg said ENOTSOCK), written
+ * with writev from then on without a failed sendmsg first; -1: none yet. */
+static __thread int not_socket_fd = -1;
+
+/* A socket is written with MSG_NOSIGNAL: a peer that has gone is EPIPE, not SIGPIPE. */
+static ssize_t gather_write(int fd, struct iovec *iov, int n)
+{
+    if (fd != not_socket_fd) {
+        struct msghdr msg = {.msg_iov = iov, .msg_iovlen = (size_t)n};
+        ssize_t w = sendmsg(fd, &msg, MSG_NOSIGNAL);
+        if (w >= 0 || errno != ENOTSOCK)
+            return w;
+        not_socket_fd = fd;
+    }
+    return writev(fd, iov, n);
 }
 
 ssize_t bp_buf_writev_fd(bp_buf *b, int fd, size_t max)
@@ -296,7 +331,7 @@ ssize_t bp_buf_writev_fd(bp_buf *b, int fd, size_t max)
     int n = bp_buf_iov(b, b->reader, len, iov, 64, NULL);
     if (n < 0)
         return n;
-    ssize_t w = writev(fd, iov, n);
+    ssize_t w = gather_write(fd, iov, n);
     if (w < 0)
         return BP_EIO;
     b->reader += (size_t)w;

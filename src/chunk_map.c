@@ -31,7 +31,7 @@ void bp_chunk_map_postfork_parent(void)
 
 void bp_chunk_map_postfork_child(void)
 {
-    pthread_mutex_init(&map_lock, NULL);
+    pthread_mutex_unlock(&map_lock); /* the child's one thread is the one that took it */
 }
 
 static int reserve_locked(void)

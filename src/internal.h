@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 /* ------------------------------------------------------------------------------------------
  * Build variants and helpers
@@ -105,6 +106,13 @@ bp_inline bool bp_is_pow2(size_t x)
 bp_inline size_t bp_align_up(size_t x, size_t align) /* align: power of two */
 {
     return (x + align - 1) & ~(align - 1);
+}
+/* Monotonic milliseconds, coarse (a few ms): what the decay and idle rules are measured in. */
+bp_inline uint64_t bp_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
 /* The chunk map's granule (see chunk_map.c below): chunks start on granule boundaries. */
@@ -542,6 +550,17 @@ int bp_chunk_list_check(const bp_chunk_list *list);
  * and runs show in use (huge: mapping sizes), which includes blocks waiting in thread caches
  * and transfer caches.
  * ------------------------------------------------------------------------------------------ */
+/* One class's share of an arena's counters. allocs and frees count blocks leaving and
+ * entering the bitmaps and runs (under the lock), cache_fills those of allocs that refilled a
+ * thread cache; cache_hits is added to atomically, by a thread cache bound to this arena at
+ * each of its trims and flushes. So the program's allocations of the class are cache_hits +
+ * allocs - cache_fills (the rest went to it directly). */
+typedef struct bp_class_counters {
+    uint64_t allocs, frees;
+    uint64_t cache_fills;
+    uint64_t cache_hits; /* atomic */
+} bp_class_counters;
+
 typedef struct bp_arena_counters {
     uint64_t alloc_small, alloc_normal, alloc_huge;
     uint64_t free_small, free_normal, free_huge;
@@ -552,11 +571,14 @@ typedef struct bp_arena_counters {
     size_t active_bytes;              /* bytes in live blocks, at class size */
     size_t chunk_bytes;               /* bytes of chunk memory mapped */
     size_t huge_bytes;                /* bytes of huge blocks mapped */
+    bp_class_counters classes[BP_MAX_CLASSES];
 } bp_arena_counters;
 
 /* A transfer cache: blocks of one class that a thread cache overflowed with, linked through
- * their first word, waiting for a thread of this arena to refill from them. count is an
- * upper bound kept loosely (it only limits growth). */
+ * their first word, waiting for a thread of this arena to refill from them. count is raised
+ * before a push links its blocks and lowered after a take unlinked them, so it never reads
+ * below the blocks in the stack, and equals them whenever no push or take is under way: it
+ * limits growth, and stats read it instead of walking blocks other threads may be writing. */
 typedef struct bp_transfer {
     void *head;
     uint32_t count;
@@ -604,7 +626,8 @@ void bp_arena_free_batch(void **blocks, unsigned n, bool transfer);
 unsigned bp_arena_transfer_take(bp_arena *arena, unsigned cls, void **out, unsigned max);
 /* Every transfer cache of the arena back to the bitmaps. */
 void bp_arena_drain_transfers(bp_arena *arena);
-/* Bytes waiting in the arena's transfer caches; only while no thread pushes or takes. */
+/* Bytes waiting in the arena's transfer caches, from their counts (no block is read): safe
+ * under any traffic, exact while no thread pushes or takes. */
 size_t bp_arena_transfer_bytes(bp_arena *arena);
 void *bp_arena_alloc_aligned(bp_arena *arena, unsigned cls, size_t align);
 void *bp_arena_alloc_huge(bp_arena *arena, size_t size, size_t align);
@@ -613,9 +636,9 @@ void bp_arena_free(bp_arena *arena, bp_chunk *chunk, uintptr_t p, uint32_t info)
 void bp_arena_free_huge(bp_arena *arena, bp_chunk *huge);
 /* Whether p waits in the arena's run cache (checked builds' double-free test). */
 bool bp_arena_run_cached(bp_arena *arena, const void *p);
-/* Releases the cached runs, empty subpages and empty chunks the arena keeps; returns bytes
- * unmapped. */
-size_t bp_arena_trim(bp_arena *arena);
+/* Releases the cached runs, empty subpages and empty chunks the arena keeps, and purges
+ * every free page when `purge`; returns the bytes unmapped (and purged). */
+size_t bp_arena_trim(bp_arena *arena, bool purge);
 int bp_arena_check(bp_arena *arena);
 
 /* ------------------------------------------------------------------------------------------
@@ -642,7 +665,10 @@ int bp_arena_check(bp_arena *arena);
  * allocations the bin served since the last trim; 1 <= fill <= max(capacity / 2, 1) for a
  * bin with capacity; countdown > 0 except while trimming.
  * ------------------------------------------------------------------------------------------ */
-#define BP_TCACHE_SLOTS 64 /* pools with thread caches at once; others run uncached */
+/* pools with thread caches at once (others go uncached); bins every cache has, whatever its
+ * pool's classes, so a cache outlives its pool's class count */
+#define BP_TCACHE_SLOTS 64
+#define BP_TCACHE_BINS  (BP_MAX_CLASSES + 1)
 
 typedef struct bp_tcache_bin {
     void **head, **empty, **full;
@@ -657,14 +683,17 @@ typedef struct bp_tcache bp_tcache;
 struct bp_tcache {
     int32_t countdown;                /* allocations until the next trim */
     uint32_t nbins;                   /* classes + 1 */
-    bp_pool *pool;                    /* NULL once orphaned: its pool was destroyed */
+    bp_pool *pool;                    /* NULL once orphaned: its pool was destroyed (atomic) */
     bp_arena *arena;                  /* the arena this thread is bound to in the pool */
     bp_tcache *pool_prev, *pool_next; /* the pool's caches (registry lock) */
     size_t map_size;
-    uint64_t trims, flushes, refills;
-    uint64_t hits_total;  /* hits summed at each trim and flush; read by stats (atomic) */
-    size_t cached_bytes;  /* bytes in the bins at the last trim or flush (atomic) */
-    bp_tcache_bin bins[]; /* [nbins]; bin c + 1 caches class c; bin 0 always looks full */
+    bp_tcache_bin **owner_slot; /* the owner thread's bp_tls_bins[slot], for a reclaimer */
+    uint32_t *owner_busy;       /* the owner thread's bp_tls_busy */
+    uint64_t last_active_ms;    /* monotonic time of the owner's last refill or trim (atomic) */
+    uint64_t hits_total;        /* hits summed at each trim and flush; read by stats (atomic) */
+    size_t cached_bytes;        /* bytes in the bins at the last trim or flush (atomic) */
+    bp_tcache_bin bins[];       /* [BP_TCACHE_BINS]; bin c + 1 caches class c; bin 0 and bins from
+                                 * nbins on always look empty and full */
 };
 _Static_assert(sizeof(bp_tcache_bin) == BP_BIN_SIZE, "unit_info encodes bin offsets");
 
@@ -672,6 +701,40 @@ _Static_assert(sizeof(bp_tcache_bin) == BP_BIN_SIZE, "unit_info encodes bin offs
  * cache. The fast paths add a byte offset (bp_bin_offset) to reach a bin. */
 extern bp_hidden __thread bp_tcache_bin *bp_tls_bins[BP_TCACHE_SLOTS + 1]
     __attribute__((tls_model("initial-exec")));
+
+/* Reclaiming another thread's cache (bp_pool_trim, idle caches) without an atomic on the
+ * owner's side: an asymmetric handshake.
+ *
+ *   owner, around every use of its bins       reclaimer (holding the registry lock)
+ *     busy = 1                                  swap the owner's bp_tls_bins[slot] to the
+ *     (compiler barrier)                        static empty cache
+ *     bins = bp_tls_bins[slot]   (acquire)      membarrier(): every thread of the process
+ *     ... pop or push ...                         passes a full barrier
+ *     busy = 0                   (release)      wait until the owner's busy == 0
+ *                                               flush the bins; put the pointer back
+ *
+ * The barrier splits the owner's instruction stream: an operation that loaded the bins
+ * pointer before it also stored busy = 1 before it, so the reclaimer sees busy and waits;
+ * one that loads after it finds the empty cache and goes to the slow path, which waits for
+ * the registry lock before it uses its cache again. The owner pays two plain stores per
+ * operation. busy is never held while taking the registry lock (the reclaimer holds it while
+ * it waits), and operations do not nest. Without membarrier (old kernels, seccomp) threads
+ * reclaim only their own caches. */
+extern bp_hidden __thread uint32_t bp_tls_busy __attribute__((tls_model("initial-exec")));
+
+bp_inline void bp_tcache_enter(void)
+{
+    __atomic_store_n(&bp_tls_busy, 1, __ATOMIC_RELAXED);
+    __atomic_signal_fence(__ATOMIC_SEQ_CST); /* the store stays before the bins load */
+}
+bp_inline bp_tcache_bin *bp_tcache_bins(uint32_t slot)
+{
+    return __atomic_load_n(&bp_tls_bins[slot], __ATOMIC_ACQUIRE);
+}
+bp_inline void bp_tcache_leave(void)
+{
+    __atomic_store_n(&bp_tls_busy, 0, __ATOMIC_RELEASE);
+}
 
 bp_inline bp_tcache *bp_tcache_of(bp_tcache_bin *bins)
 {
@@ -684,8 +747,8 @@ bp_inline bp_tcache_bin *bp_bin_at(bp_tcache_bin *bins, uint32_t offset)
 
 void *bp_tcache_alloc_slow(bp_pool *pool, unsigned cls);
 void bp_tcache_free_slow(bp_chunk *chunk, void *p, uint32_t info);
-void bp_tcache_trim(bp_tcache *tc);
-/* bp_tcache_trim, then returns p: lets bp_alloc tail-call the trim. */
+/* Netty's trim of tc (this thread's cache), then returns p: lets bp_alloc tail-call the trim
+ * after leaving its bins. */
 void *bp_tcache_trim_returning(bp_tcache *tc, void *p);
 /* The arena the calling thread is bound to in `pool` (binding it if needed). */
 bp_arena *bp_thread_arena(bp_pool *pool);
@@ -696,9 +759,18 @@ void bp_tcache_pool_destroying(bp_pool *pool);
 void bp_tcache_prefork(void);
 void bp_tcache_postfork_parent(void);
 void bp_tcache_postfork_child(void);
+/* Empties every thread's cache of the pool into the arenas: the calling thread's own, and
+ * (where membarrier allows) every other thread's through the handshake above. */
+void bp_tcache_reclaim_all(bp_pool *pool);
+/* Empties the caches of the pool unused for at least cache_idle_ms; at most twice an
+ * interval per pool, whoever calls it (an owner's trim, the background thread). */
+void bp_tcache_reclaim_idle(bp_pool *pool);
 /* Thread-cache hits and cached bytes for stats: every cache's as of its last trim or flush,
  * the calling thread's exact, plus what exited threads counted. */
 void bp_tcache_stats(bp_pool *pool, uint64_t *hits, size_t *cached_bytes);
+/* Adds to class_hits[cls] (one per class of the pool) the calling thread's hits not yet added
+ * to its arena's per-class counters (those since its last trim or flush). */
+void bp_tcache_class_hits(bp_pool *pool, uint64_t *class_hits);
 /* Blocks this thread's cache for `pool` holds (for tests and stats). */
 size_t bp_tcache_cached_blocks(bp_pool *pool);
 size_t bp_tcache_cached_class(bp_pool *pool, unsigned cls);
@@ -732,9 +804,10 @@ struct bp_pool {
     uint32_t leak_sample;
     bp_pool *leak_next;
     void (*on_destroy)(bp_pool *pool);
-    bp_pool *next_pool;    /* every live pool, for fork() (pool.c's pools_lock) */
-    size_t mapped_bytes;   /* atomic: chunks and huge blocks mapped, held <= memory_limit */
-    uint64_t retired_hits; /* atomic: thread-cache hits of caches already gone */
+    bp_pool *next_pool;         /* every live pool, for fork() (pool.c's pools_lock) */
+    size_t mapped_bytes;        /* atomic: chunks and huge blocks mapped, held <= memory_limit */
+    uint64_t retired_hits;      /* atomic: thread-cache hits of caches already gone */
+    uint64_t next_idle_scan_ms; /* atomic: when idle thread caches are looked for next */
     uint64_t magic;
 };
 #define BP_POOL_MAGIC 0x627566706f6f6c31ull /* "bufpool1" */
@@ -745,6 +818,9 @@ bool bp_pool_reserve(bp_pool *pool, size_t bytes);
 void bp_pool_unreserve(bp_pool *pool, size_t bytes);
 /* Walks every arena, chunk, run and subpage; returns the number of problems found. */
 int bp_pool_check(bp_pool *pool);
+/* bp_pool_trim without the purge: what an allocation about to fail calls before it tries
+ * again. Returns the bytes unmapped. */
+size_t bp_pool_reclaim(bp_pool *pool);
 /* Calls fn for every live pool (under the pool list's lock). */
 void bp_pool_for_each(void (*fn)(bp_pool *pool));
 /* Counters of all arenas added up. */
@@ -796,10 +872,14 @@ bp_inline bp_chunk *bp_chunk_map_lookup(uintptr_t addr)
  *   header block:  [ bp_buf (BP_BUF_HEADER bytes) | inline data ... ]
  *   grown memory:  [ bp_mem (BP_MEM_HEADER bytes) | data ... ]
  *
- * Invariants: reader <= writer <= capacity <= max_capacity; for a contiguous buffer
- * [data, data + capacity) lies in mem's memory and mem->refs >= 1; a composite has
- * data == NULL, mem == NULL and parts[0..nparts) tiling [0, capacity) in order
- * (parts[i].offset == sum of the previous lengths), each holding a reference to its buffer.
+ * Invariants: reader <= writer <= capacity <= max_capacity; for a contiguous buffer data is
+ * never NULL (empty wrapped memory points it at the header's end), [data, data + capacity)
+ * lies in mem's memory and mem->refs >= 1; a composite has data == NULL, mem == NULL and
+ * parts[0..nparts) tiling [0, capacity) in order (parts[i].offset == sum of the previous
+ * lengths), each holding a reference to its buffer and one to the memory its bytes lie in
+ * (so the part's owner can neither free nor move them: it sees them shared). A composite
+ * view (BP_BUF_VIEW, from a slice) has capacity == max_capacity, before and after
+ * bp_buf_discard_read.
  * ------------------------------------------------------------------------------------------ */
 enum bp_mem_kind { BP_MEM_INLINE, BP_MEM_EXTERNAL, BP_MEM_POOLED };
 
@@ -813,6 +893,7 @@ typedef struct bp_mem {
 
 typedef struct bp_part {
     bp_buf *buf;   /* a reference the composite holds */
+    bp_mem *mem;   /* a reference on the memory data lies in */
     uint8_t *data; /* the part's bytes */
     size_t offset; /* where they start in the composite */
     size_t len;
@@ -821,6 +902,7 @@ typedef struct bp_part {
 struct bp_leak;
 
 #define BP_BUF_COMPOSITE 0x100u /* flag */
+#define BP_BUF_VIEW      0x200u /* flag: a composite slice, whose capacity never grows */
 
 struct bp_buf {
     uint8_t *data; /* index 0 of this buffer's bytes; NULL for a composite */
@@ -828,7 +910,7 @@ struct bp_buf {
     bp_mem *mem; /* whose memory data lies in */
     bp_pool *pool;
     uint32_t refcnt; /* atomic */
-    uint32_t flags;  /* BP_RDONLY, BP_BUF_COMPOSITE */
+    uint32_t flags;  /* BP_RDONLY, BP_BUF_COMPOSITE, BP_BUF_VIEW */
     uint32_t nparts, max_parts;
     bp_part *parts;
     struct bp_leak *leak; /* leak record when this buffer is tracked */
@@ -843,6 +925,8 @@ void bp_buf_mem_acquire(bp_mem *m);
 void bp_buf_mem_release(bp_mem *m);
 /* A contiguous view of [idx, idx + len) of b (b contiguous). */
 bp_buf *bp_buf_view(bp_buf *b, size_t idx, size_t len, unsigned flags);
+/* A contiguous view of [data, data + len), which lies in m (the view takes a reference). */
+bp_buf *bp_buf_view_mem(bp_pool *pool, bp_mem *m, uint8_t *data, size_t len, unsigned flags);
 /* buf_composite.c: copy n bytes at idx out of / into a composite (bounds checked by caller). */
 void bp_buf_composite_copy_out(const bp_buf *c, size_t idx, void *dst, size_t n);
 int bp_buf_composite_copy_in(bp_buf *c, size_t idx, const void *src, size_t n);
@@ -865,10 +949,14 @@ void bp_leak_pool_init(bp_pool *pool);
  * options.c — configuration defaults and BUFPOOL_CONF parsing.
  * ------------------------------------------------------------------------------------------ */
 void bp_config_defaults(bp_config *cfg);
-/* Applies "key:value,..." to cfg; bad items are reported (naming `source`) and skipped.
- * Returns the number of bad items. */
+/* Applies "key:value,..." to cfg; bad items are reported (naming `source`) and skipped, and
+ * when the resulting chunk_size does not fit page_size both keep the values cfg had, so a
+ * cfg that met bp_options_check still does. Returns the number of problems (bad items, and
+ * one for a chunk that did not fit). Reports every time (bp_config_init once per value). */
 int bp_options_apply(bp_config *cfg, const char *conf, const char *source);
-/* 0, or EINVAL after a message naming the first field outside the range BUFPOOL_CONF accepts. */
+/* 0, or EINVAL after a message naming the first field outside the range BUFPOOL_CONF accepts
+ * (a power of two for page_size and chunk_size), or a chunk_size that is not
+ * page_size << 1..14. What bp_pool_new checks. */
 int bp_options_check(const bp_config *cfg);
 
 /* ------------------------------------------------------------------------------------------
@@ -876,8 +964,11 @@ int bp_options_check(const bp_config *cfg);
  * ------------------------------------------------------------------------------------------ */
 void *bp_os_map(const bp_os *os, size_t size, size_t align);
 void bp_os_unmap(const bp_os *os, void *addr, size_t size);
-/* printf-style message on stderr prefixed "bufpool: ", formatted on the stack. */
+/* printf-style message on stderr, one line prefixed "bufpool: PROGRAM[PID]: ", formatted on
+ * the stack (no allocation, no stdio: it may run inside malloc). */
 void bp_message(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* That prefix, NUL-terminated in buf (len > 0), for reports written elsewhere; its length. */
+int bp_message_prefix(char *buf, size_t len);
 _Noreturn void bp_fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 _Noreturn void bp_assert_fail(const char *cond, const char *file, int line, const char *func);
 

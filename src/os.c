@@ -110,10 +110,23 @@ void bp_lock_wake(bp_lock *lock)
 
 /* ---- messages --------------------------------------------------------------------------- */
 
+/* The program's name without its directory, set before main: glibc's and musl's, which
+ * errno.h declares under _GNU_SOURCE (declared here instead, for this one use). */
+extern char *program_invocation_short_name;
+
+int bp_message_prefix(char *buf, size_t len)
+{
+    int n =
+        snprintf(buf, len, "bufpool: %.64s[%ld]: ", program_invocation_short_name, (long)getpid());
+    return n < 0 ? 0 : (int)BP_MIN((size_t)n, len - 1);
+}
+
+/* On the stack and with one write(2): a message may come from inside malloc, or from a
+ * thread that holds a lock stdio would need. */
 static void vmessage(const char *fmt, va_list ap)
 {
-    char buf[512];
-    int n = snprintf(buf, sizeof buf, "bufpool: ");
+    char buf[640];
+    int n = bp_message_prefix(buf, sizeof buf);
     int m = vsnprintf(buf + n, sizeof buf - (size_t)n - 1, fmt, ap);
     size_t len = (size_t)n + (m < 0 ? 0 : BP_MIN((size_t)m, sizeof buf - (size_t)n - 2));
     buf[len++] = '\n';

@@ -6,21 +6,12 @@
 #include <string.h>
 #include <unistd.h>
 
-/* 0, or EINVAL after a message that names the field and what it accepts: the power-of-two and
- * chunk-to-page rules here, then each field's range (options.c). */
+/* 0, or EINVAL after a message that names the field and what it accepts: the rules
+ * BUFPOOL_CONF's parsing applies too (options.c), so the environment cannot name a config
+ * this refuses. */
 static int validate(const bp_config *cfg)
 {
-    size_t page = cfg->page_size, chunk = cfg->chunk_size;
-    if (!bp_is_pow2(page) || page < 4096 || page > 65536) {
-        bp_message("bp_pool_new: page_size %zu is not a power of two in 4096..65536", page);
-        return EINVAL;
-    }
-    if (!bp_is_pow2(chunk) || chunk < page << 1 || chunk > page << 14) {
-        bp_message("bp_pool_new: chunk_size %zu is not page_size << 1..14 (%zu..%zu)", chunk,
-                   page << 1, page << 14);
-        return EINVAL;
-    }
-    return bp_options_check(cfg); /* every field's own range */
+    return bp_options_check(cfg);
 }
 
 static unsigned default_arenas(void)
@@ -33,7 +24,8 @@ static unsigned default_arenas(void)
  * fork() copies memory, not threads: a lock held by another thread at that moment would stay
  * held in the child forever. So every lock is taken before fork (in the one order used
  * everywhere: pools, registry, arenas, leak lists, chunk map) and released after it in the
- * parent, reset in the child, which can then allocate. */
+ * parent and in the child, whose one thread is the one that took them (an unlock, not a
+ * re-initialisation of a locked mutex, which POSIX leaves undefined), so it can allocate. */
 static pthread_mutex_t pools_lock = PTHREAD_MUTEX_INITIALIZER;
 static bp_pool *all_pools;
 
@@ -65,12 +57,12 @@ static void postfork_child(void)
 {
     bp_chunk_map_postfork_child();
     for (bp_pool *p = all_pools; p != NULL; p = p->next_pool) {
-        pthread_mutex_init(&p->leak_lock, NULL);
+        pthread_mutex_unlock(&p->leak_lock);
         for (unsigned i = 0; i < p->narenas; i++)
             p->arenas[i].lock = (bp_lock)BP_LOCK_INIT;
     }
     bp_tcache_postfork_child();
-    pthread_mutex_init(&pools_lock, NULL);
+    pthread_mutex_unlock(&pools_lock);
 }
 
 /* Registered when the library loads, not at the first pool: pthread_atfork may allocate,
@@ -258,17 +250,36 @@ void bp_pool_counters(bp_pool *pool, bp_arena_counters *out)
         out->active_bytes += c->active_bytes;
         out->chunk_bytes += c->chunk_bytes;
         out->huge_bytes += c->huge_bytes;
+        for (unsigned cls = 0; cls < pool->sc.nclasses; cls++) {
+            bp_class_counters *k = &out->classes[cls];
+            k->allocs += c->classes[cls].allocs;
+            k->frees += c->classes[cls].frees;
+            k->cache_fills += c->classes[cls].cache_fills;
+            k->cache_hits += __atomic_load_n(&c->classes[cls].cache_hits, __ATOMIC_RELAXED);
+        }
         bp_lock_release(&a->lock);
     }
 }
 
-size_t bp_pool_trim(bp_pool *pool)
+/* Both give back what the pool keeps for reuse: every thread's cache, the transfer and run
+ * caches, empty subpages, empty and retained chunks; a trim also purges free pages. */
+static size_t trim(bp_pool *pool, bool purge)
 {
     size_t released = 0;
-    bp_thread_flush(pool);
+    bp_tcache_reclaim_all(pool);
     for (unsigned i = 0; i < pool->narenas; i++)
         bp_arena_drain_transfers(&pool->arenas[i]);
     for (unsigned i = 0; i < pool->narenas; i++)
-        released += bp_arena_trim(&pool->arenas[i]);
+        released += bp_arena_trim(&pool->arenas[i], purge);
     return released;
+}
+
+size_t bp_pool_trim(bp_pool *pool)
+{
+    return trim(pool, true);
+}
+
+size_t bp_pool_reclaim(bp_pool *pool)
+{
+    return trim(pool, false);
 }

@@ -1,14 +1,16 @@
 /* stats.c — pool statistics: the snapshot (bp_pool_stats), its text and JSON forms, an SVG
  * picture of every chunk's pages, and the report BUFPOOL_CONF's stats_print asks for at exit. */
+#define _GNU_SOURCE /* program_invocation_short_name */
 #include "internal.h"
 
+#include <errno.h>
 #include <string.h>
+#include <unistd.h>
 
 /* ---- the snapshot ----------------------------------------------------------------------- */
 
 static void chunk_into(const bp_chunk *chunk, bp_stats *st, bp_stats_list *list)
 {
-    const bp_size_classes *sc = &chunk->pool->sc;
     size_t page = (size_t)1 << chunk->page_shift;
     if (list != NULL) {
         list->chunks++;
@@ -31,12 +33,11 @@ static void chunk_into(const bp_chunk *chunk, bp_stats *st, bp_stats_list *list)
         }
         off += pages;
     }
-    (void)sc;
 }
 
-static void arena_into(bp_arena *arena, bp_stats *st, unsigned index)
+/* Under the arena's lock: its counters, added to the pool's. */
+static void counters_into(const bp_arena *arena, bp_stats *st)
 {
-    bp_lock_acquire(&arena->lock);
     const bp_arena_counters *k = &arena->counters;
     st->alloc_small += k->alloc_small;
     st->alloc_normal += k->alloc_normal;
@@ -44,6 +45,8 @@ static void arena_into(bp_arena *arena, bp_stats *st, unsigned index)
     st->free_small += k->free_small;
     st->free_normal += k->free_normal;
     st->free_huge += k->free_huge;
+    st->lock_allocs += k->lock_allocs;
+    st->lock_frees += k->lock_frees;
     st->active_bytes += k->active_bytes;
     st->chunk_bytes += k->chunk_bytes;
     st->huge_bytes += k->huge_bytes;
@@ -51,6 +54,22 @@ static void arena_into(bp_arena *arena, bp_stats *st, unsigned index)
     st->chunks_mapped += k->chunks_mapped;
     st->chunks_unmapped += k->chunks_unmapped;
     st->chunks_reused += k->chunks_reused;
+    for (unsigned cls = 0; cls < arena->pool->sc.nclasses && cls < BP_STATS_CLASSES; cls++) {
+        const bp_class_counters *c = &k->classes[cls];
+        bp_stats_class_ops *ops = &st->class_ops[cls];
+        uint64_t hits = __atomic_load_n(&c->cache_hits, __ATOMIC_RELAXED);
+        ops->program_allocations += hits + c->allocs - c->cache_fills;
+        ops->arena_allocations += c->allocs;
+        ops->arena_frees += c->frees;
+        ops->cache_fills += c->cache_fills;
+    }
+}
+
+static void arena_into(bp_arena *arena, bp_stats *st, unsigned index)
+{
+    bp_lock_acquire(&arena->lock);
+    const bp_arena_counters *k = &arena->counters;
+    counters_into(arena, st);
     st->retained_chunks += arena->nretained;
     uint32_t chunks_before = st->chunks;
     for (int i = 0; i < BP_NLISTS; i++)
@@ -72,17 +91,12 @@ static void arena_into(bp_arena *arena, bp_stats *st, unsigned index)
         a->retained_chunks = arena->nretained;
     }
     bp_lock_release(&arena->lock);
-    /* racy by nature (lock-free stacks): exact when no thread pushes or takes meanwhile */
-    st->transfer_bytes += bp_arena_transfer_bytes(arena);
+    st->transfer_bytes += bp_arena_transfer_bytes(arena); /* counts: safe under traffic */
 }
 
-int bp_pool_stats(bp_pool *pool, bp_stats *out)
+/* The configuration part and the tables' fixed columns. */
+static void describe_pool(bp_pool *pool, bp_stats *out)
 {
-    if (out->struct_size < sizeof(bp_stats))
-        return BP_EINVAL;
-    memset(out, 0, sizeof *out);
-    out->struct_size = sizeof(bp_stats);
-    out->version = BP_STATS_VERSION;
     out->page_size = pool->page_size;
     out->chunk_size = pool->chunk_size;
     out->arenas = pool->narenas;
@@ -98,30 +112,230 @@ int bp_pool_stats(bp_pool *pool, bp_stats *out)
         out->class_stats[cls].small = bp_class_is_small(&pool->sc, cls);
         out->class_stats[cls].cached = bp_tcache_cached_class(pool, cls);
     }
+}
+
+static void fill_stats(bp_pool *pool, bp_stats *out)
+{
+    memset(out, 0, sizeof *out);
+    out->struct_size = sizeof(bp_stats);
+    out->version = BP_STATS_VERSION;
+    describe_pool(pool, out);
     for (unsigned i = 0; i < pool->narenas; i++) {
         arena_into(&pool->arenas[i], out, i);
         out->threads += __atomic_load_n(&pool->arenas[i].bound_threads, __ATOMIC_RELAXED);
     }
     out->active_blocks = out->alloc_small + out->alloc_normal + out->alloc_huge - out->free_small -
                          out->free_normal - out->free_huge;
-    out->mapped_bytes = out->chunk_bytes + out->huge_bytes;
+    /* the pool's own figure: the arenas, read one after another, may hold blocks freed and
+     * mapped meanwhile, which no moment of the pool ever held at once */
+    out->mapped_bytes = __atomic_load_n(&pool->mapped_bytes, __ATOMIC_RELAXED);
+    uint64_t mine[BP_MAX_CLASSES] = {0}; /* this thread's hits not yet in the arenas */
     bp_tcache_stats(pool, &out->cache_hits, &out->cached_bytes);
+    bp_tcache_class_hits(pool, mine);
+    out->program_allocations = out->alloc_huge;
+    for (unsigned cls = 0; cls < pool->sc.nclasses && cls < BP_STATS_CLASSES; cls++) {
+        out->class_ops[cls].program_allocations += mine[cls];
+        out->program_allocations += out->class_ops[cls].program_allocations;
+    }
+}
+
+#define STATS_V1_SIZE offsetof(bp_stats, program_allocations)
+
+int bp_pool_stats(bp_pool *pool, bp_stats *out)
+{
+    size_t size = out->struct_size;
+    if (size < STATS_V1_SIZE)
+        return BP_EINVAL;
+    if (size >= sizeof(bp_stats)) {
+        fill_stats(pool, out);
+        return BP_OK;
+    }
+    bp_stats full; /* a caller built against version 1 gets its part */
+    fill_stats(pool, &full);
+    full.struct_size = STATS_V1_SIZE;
+    full.version = 1;
+    memcpy(out, &full, STATS_V1_SIZE);
     return BP_OK;
+}
+
+/* ---- every chunk, copied out under the locks -------------------------------------------- */
+
+/* What a page of a chunk holds, for the picture: a code per page. */
+enum { PAGE_PURGED, PAGE_FREE, PAGE_RUN, PAGE_SUBPAGE /* + the subpage's class */ };
+
+/* One chunk as its arena's lock saw it; page[] (npages codes) only in a picture's snapshot. */
+typedef struct chunk_shot {
+    uint32_t record_size; /* bytes of this record, page codes and padding included */
+    uint32_t npages;
+    unsigned arena, usage;
+    const char *list; /* a list's name, or "retained" */
+    uintptr_t base;
+    size_t free_bytes, dirty_bytes;
+    uint8_t page[];
+} chunk_shot;
+
+/* Records of every chunk, in arena and list order, in memory of its own: written to a stream
+ * only after every lock is released. Invariant: records tile mem[0, used), used <= cap. */
+typedef struct heap_shot {
+    unsigned char *mem;
+    size_t cap, used;
+    unsigned chunks;
+    bool pages; /* records carry page codes */
+} heap_shot;
+
+static uint32_t record_size(const bp_chunk *chunk, bool pages)
+{
+    size_t bytes = sizeof(chunk_shot) + (pages ? chunk->npages : 0);
+    return (uint32_t)bp_align_up(bytes, _Alignof(chunk_shot));
+}
+
+/* Page codes by walking the runs from the first page (each run's first page has its handle):
+ * a subpage run's every page gets its class, whichever page a reader starts from. */
+static void page_codes(const bp_chunk *chunk, uint8_t *code)
+{
+    for (uint32_t off = 0; off < chunk->npages;) {
+        uint64_t h = chunk->run_map[off];
+        uint32_t pages = BP_MIN(bp_handle_pages(h), chunk->npages - off);
+        if (pages == 0)
+            break;
+        for (uint32_t p = off; p < off + pages; p++) {
+            bool dirty = (chunk->dirty[p >> 6] >> (p & 63)) & 1;
+            uint8_t c = dirty ? PAGE_FREE : PAGE_PURGED;
+            if (bp_handle_used(h) && bp_handle_subpage(h))
+                c = (uint8_t)(PAGE_SUBPAGE + bp_chunk_subpage(chunk, off)->class_index);
+            else if (bp_handle_used(h))
+                c = PAGE_RUN;
+            code[p] = c;
+        }
+        off += pages;
+    }
+}
+
+static void shot_chunk(heap_shot *hs, const bp_chunk *chunk, unsigned arena, const char *list)
+{
+    chunk_shot *r = (chunk_shot *)(hs->mem + hs->used);
+    r->record_size = record_size(chunk, hs->pages);
+    r->npages = hs->pages ? chunk->npages : 0;
+    r->arena = arena;
+    r->usage = bp_chunk_usage(chunk);
+    r->list = list;
+    r->base = chunk->base;
+    r->free_bytes = (size_t)chunk->free_pages << chunk->page_shift;
+    r->dirty_bytes = (size_t)chunk->dirty_pages << chunk->page_shift;
+    if (hs->pages) {
+        memset(r->page, PAGE_PURGED, chunk->npages);
+        page_codes(chunk, r->page);
+    }
+    hs->used += r->record_size;
+    hs->chunks++;
+}
+
+/* Bytes the records of the arena's chunks take (under the arena's lock). */
+static size_t arena_bytes(const bp_arena *arena, bool pages)
+{
+    size_t bytes = 0;
+    for (int i = 0; i < BP_NLISTS; i++)
+        for (const bp_chunk *c = arena->lists[i].head; c != NULL; c = c->next)
+            bytes += record_size(c, pages);
+    for (const bp_chunk *c = arena->retained; c != NULL; c = c->next)
+        bytes += record_size(c, pages);
+    return bytes;
+}
+
+static void arena_shot(heap_shot *hs, const bp_arena *arena)
+{
+    for (int i = 0; i < BP_NLISTS; i++)
+        for (const bp_chunk *c = arena->lists[i].head; c != NULL; c = c->next)
+            shot_chunk(hs, c, arena->index, arena->lists[i].name);
+    for (const bp_chunk *c = arena->retained; c != NULL; c = c->next)
+        shot_chunk(hs, c, arena->index, "retained");
+}
+
+/* Mapped through the OS layer, never from a pool: the stream may allocate from this one. */
+static bool shot_grow(heap_shot *hs, size_t need)
+{
+    size_t cap = bp_align_up(BP_MAX(need, hs->cap * 2), 64 << 10);
+    unsigned char *mem = bp_os_map(bp_os_default(), cap, 4096);
+    if (mem == NULL)
+        return false;
+    if (hs->used > 0)
+        memcpy(mem, hs->mem, hs->used);
+    if (hs->mem != NULL)
+        bp_os_unmap(bp_os_default(), hs->mem, hs->cap);
+    hs->mem = mem;
+    hs->cap = cap;
+    return true;
+}
+
+static void shot_free(heap_shot *hs)
+{
+    if (hs->mem != NULL)
+        bp_os_unmap(bp_os_default(), hs->mem, hs->cap);
+    hs->mem = NULL;
+}
+
+/* Each arena under its own lock; the lock is dropped to grow the memory when the arena's
+ * chunks do not fit, then the arena is read again. BP_ENOMEM when the memory was refused. */
+static int take_shot(bp_pool *pool, heap_shot *hs, bool pages)
+{
+    memset(hs, 0, sizeof *hs);
+    hs->pages = pages;
+    for (unsigned a = 0; a < pool->narenas; a++) {
+        bp_arena *arena = &pool->arenas[a];
+        for (;;) {
+            bp_lock_acquire(&arena->lock);
+            size_t need = hs->used + arena_bytes(arena, pages);
+            if (need <= hs->cap)
+                break;
+            bp_lock_release(&arena->lock);
+            if (!shot_grow(hs, need)) {
+                shot_free(hs);
+                return BP_ENOMEM;
+            }
+        }
+        arena_shot(hs, arena);
+        bp_lock_release(&arena->lock);
+    }
+    return BP_OK;
+}
+
+static const chunk_shot *shot_at(const heap_shot *hs, size_t off)
+{
+    return (const chunk_shot *)(hs->mem + off);
 }
 
 /* ---- text and JSON ---------------------------------------------------------------------- */
 
-static void print_text(const bp_stats *s, FILE *f)
+/* Allocations the arenas served to the program directly: uncached classes and threads, huge
+ * blocks. The rest of the program's allocations were thread-cache hits. */
+static uint64_t direct_allocations(const bp_stats *s)
+{
+    uint64_t n = s->alloc_huge;
+    for (unsigned c = 0; c < s->classes && c < BP_STATS_CLASSES; c++)
+        n += s->class_ops[c].arena_allocations - s->class_ops[c].cache_fills;
+    return n;
+}
+
+static void print_text_totals(const bp_stats *s, FILE *f)
 {
     fprintf(f,
             "bufpool stats (version %u): page %zu B, chunk %zu B, %u arenas, %u threads "
             "bound\n",
             s->version, s->page_size, s->chunk_size, s->arenas, s->threads);
-    fprintf(f, "%-10s %14s %14s %14s\n", "", "small", "normal", "huge");
-    fprintf(f, "%-10s %14llu %14llu %14llu\n", "allocs", (unsigned long long)s->alloc_small,
+    uint64_t direct = direct_allocations(s);
+    fprintf(f,
+            "%llu allocations by the program: %llu from thread caches, %llu straight from an "
+            "arena\n",
+            (unsigned long long)s->program_allocations,
+            (unsigned long long)(s->program_allocations - direct), (unsigned long long)direct);
+    fprintf(f, "\narena operations (thread caches refill and give back in batches)\n");
+    fprintf(f, "%-12s %14s %14s %14s\n", "", "small", "normal", "huge");
+    fprintf(f, "%-12s %14llu %14llu %14llu\n", "blocks out", (unsigned long long)s->alloc_small,
             (unsigned long long)s->alloc_normal, (unsigned long long)s->alloc_huge);
-    fprintf(f, "%-10s %14llu %14llu %14llu\n", "frees", (unsigned long long)s->free_small,
+    fprintf(f, "%-12s %14llu %14llu %14llu\n", "blocks back", (unsigned long long)s->free_small,
             (unsigned long long)s->free_normal, (unsigned long long)s->free_huge);
+    fprintf(f, "lock acquisitions: %llu handing blocks out, %llu taking them back\n\n",
+            (unsigned long long)s->lock_allocs, (unsigned long long)s->lock_frees);
     fprintf(f,
             "thread-cache hits %llu; active %zu B in %llu blocks; mapped %zu B (chunks %zu, "
             "huge %zu)\n",
@@ -135,26 +349,42 @@ static void print_text(const bp_stats *s, FILE *f)
             s->dirty_bytes, (unsigned long long)s->purged_bytes,
             (unsigned long long)s->chunks_mapped, (unsigned long long)s->chunks_unmapped,
             (unsigned long long)s->chunks_reused, s->retained_chunks);
+}
+
+static void print_text_lists(const bp_stats *s, FILE *f)
+{
     fprintf(f, "\n%-6s %-10s %7s %14s %14s\n", "list", "usage", "chunks", "used B", "free B");
-    for (int i = 0; i < 6; i++) {
+    for (int i = 0; i < BP_NLISTS; i++) {
         const bp_stats_list *l = &s->lists[i];
         char band[16];
         snprintf(band, sizeof band, "%d-%d%%", l->min_usage, l->max_usage);
         fprintf(f, "%-6s %-10s %7u %14llu %14llu\n", l->name, band, l->chunks,
                 (unsigned long long)l->used_bytes, (unsigned long long)l->free_bytes);
     }
-    fprintf(f, "\n%-5s %9s %9s %11s %11s %9s\n", "class", "size", "subpages", "elements", "free",
-            "cached");
+}
+
+static void print_text_classes(const bp_stats *s, FILE *f)
+{
+    fprintf(f, "\n%-5s %9s %11s %11s %11s %9s %11s %11s %7s\n", "class", "size", "prog allocs",
+            "arena out", "arena back", "subpages", "elements", "free", "cached");
     for (unsigned c = 0; c < s->classes && c < BP_STATS_CLASSES; c++) {
         const bp_stats_class *k = &s->class_stats[c];
-        if (k->subpages == 0 && k->cached == 0)
+        const bp_stats_class_ops *o = &s->class_ops[c];
+        if (k->subpages == 0 && k->cached == 0 && o->program_allocations == 0 &&
+            o->arena_allocations == 0)
             continue;
-        fprintf(f, "%-5u %9zu %9u %11llu %11llu %9llu\n", c, k->size, k->subpages,
-                (unsigned long long)k->elements, (unsigned long long)k->free_elements,
+        fprintf(f, "%-5u %9zu %11llu %11llu %11llu %9u %11llu %11llu %7llu\n", c, k->size,
+                (unsigned long long)o->program_allocations,
+                (unsigned long long)o->arena_allocations, (unsigned long long)o->arena_frees,
+                k->subpages, (unsigned long long)k->elements, (unsigned long long)k->free_elements,
                 (unsigned long long)k->cached);
     }
-    fprintf(f, "\n%-5s %7s %12s %12s %14s %14s %7s\n", "arena", "threads", "allocs", "frees",
-            "active B", "chunk B", "chunks");
+}
+
+static void print_text_arenas(const bp_stats *s, FILE *f)
+{
+    fprintf(f, "\n%-5s %7s %12s %12s %14s %14s %7s\n", "arena", "threads", "blocks out",
+            "blocks back", "active B", "chunk B", "chunks");
     for (unsigned a = 0; a < s->arenas && a < BP_STATS_ARENAS; a++) {
         const bp_stats_arena *k = &s->arena_stats[a];
         fprintf(f, "%-5u %7u %12llu %12llu %14zu %14zu %7u\n", a, k->threads,
@@ -163,43 +393,41 @@ static void print_text(const bp_stats *s, FILE *f)
     }
 }
 
-/* Every chunk with its list, usage and free bytes (a separate walk: the snapshot keeps
- * per-list sums only). */
-static void print_json_chunks(bp_pool *pool, FILE *f)
+static void print_text(const bp_stats *s, FILE *f)
 {
-    bool first = true;
-    for (unsigned a = 0; a < pool->narenas; a++) {
-        bp_arena *arena = &pool->arenas[a];
-        bp_lock_acquire(&arena->lock);
-        for (int i = 0; i <= BP_NLISTS; i++) {
-            const bp_chunk *c = i < BP_NLISTS ? arena->lists[i].head : arena->retained;
-            for (; c != NULL; c = c->next) {
-                fprintf(f,
-                        "%s    {\"arena\": %u, \"list\": \"%s\", \"usage\": %u, \"free_bytes\": "
-                        "%zu, \"dirty_bytes\": %zu}",
-                        first ? "" : ",\n", a, i < BP_NLISTS ? arena->lists[i].name : "retained",
-                        bp_chunk_usage(c), (size_t)c->free_pages << c->page_shift,
-                        (size_t)c->dirty_pages << c->page_shift);
-                first = false;
-            }
-        }
-        bp_lock_release(&arena->lock);
+    print_text_totals(s, f);
+    print_text_lists(s, f);
+    print_text_classes(s, f);
+    print_text_arenas(s, f);
+}
+
+static void print_json_chunks(const heap_shot *hs, FILE *f)
+{
+    for (size_t off = 0; off < hs->used; off += shot_at(hs, off)->record_size) {
+        const chunk_shot *r = shot_at(hs, off);
+        fprintf(f,
+                "%s    {\"arena\": %u, \"list\": \"%s\", \"usage\": %u, \"free_bytes\": %zu, "
+                "\"dirty_bytes\": %zu}",
+                off == 0 ? "" : ",\n", r->arena, r->list, r->usage, r->free_bytes, r->dirty_bytes);
     }
-    if (!first)
+    if (hs->used > 0)
         fprintf(f, "\n");
 }
 
-static void print_json(bp_pool *pool, const bp_stats *s, FILE *f)
+static void print_json_totals(const bp_stats *s, FILE *f)
 {
     fprintf(f, "{\n  \"version\": %u,\n  \"page_size\": %zu,\n  \"chunk_size\": %zu,\n", s->version,
             s->page_size, s->chunk_size);
     fprintf(f, "  \"arenas\": %u,\n  \"threads\": %u,\n", s->arenas, s->threads);
+    fprintf(f, "  \"program_allocations\": %llu,\n", (unsigned long long)s->program_allocations);
     fprintf(f, "  \"allocations\": {\"small\": %llu, \"normal\": %llu, \"huge\": %llu},\n",
             (unsigned long long)s->alloc_small, (unsigned long long)s->alloc_normal,
             (unsigned long long)s->alloc_huge);
     fprintf(f, "  \"frees\": {\"small\": %llu, \"normal\": %llu, \"huge\": %llu},\n",
             (unsigned long long)s->free_small, (unsigned long long)s->free_normal,
             (unsigned long long)s->free_huge);
+    fprintf(f, "  \"lock_acquisitions\": {\"alloc\": %llu, \"free\": %llu},\n",
+            (unsigned long long)s->lock_allocs, (unsigned long long)s->lock_frees);
     fprintf(f, "  \"cache_hits\": %llu,\n  \"active_bytes\": %zu,\n  \"active_blocks\": %llu,\n",
             (unsigned long long)s->cache_hits, s->active_bytes,
             (unsigned long long)s->active_blocks);
@@ -215,28 +443,47 @@ static void print_json(bp_pool *pool, const bp_stats *s, FILE *f)
             s->dirty_bytes, (unsigned long long)s->purged_bytes,
             (unsigned long long)s->chunks_mapped, (unsigned long long)s->chunks_unmapped,
             (unsigned long long)s->chunks_reused, s->retained_chunks);
-    fprintf(f, "  \"chunks\": %u,\n  \"lists\": [\n", s->chunks);
-    for (int i = 0; i < 6; i++) {
+    fprintf(f, "  \"chunks\": %u,\n", s->chunks);
+}
+
+static void print_json_lists(const bp_stats *s, FILE *f)
+{
+    fprintf(f, "  \"lists\": [\n");
+    for (int i = 0; i < BP_NLISTS; i++) {
         const bp_stats_list *l = &s->lists[i];
         fprintf(f,
                 "    {\"name\": \"%s\", \"min_usage\": %d, \"max_usage\": %d, \"chunks\": %u, "
                 "\"used_bytes\": %llu, \"free_bytes\": %llu}%s\n",
                 l->name, l->min_usage, l->max_usage, l->chunks, (unsigned long long)l->used_bytes,
-                (unsigned long long)l->free_bytes, i < 5 ? "," : "");
+                (unsigned long long)l->free_bytes, i + 1 < BP_NLISTS ? "," : "");
     }
-    fprintf(f, "  ],\n  \"classes\": [\n");
-    for (unsigned c = 0; c < s->classes && c < BP_STATS_CLASSES; c++) {
+    fprintf(f, "  ],\n");
+}
+
+static void print_json_classes(const bp_stats *s, FILE *f)
+{
+    fprintf(f, "  \"classes\": [\n");
+    unsigned rows = BP_MIN(s->classes, (unsigned)BP_STATS_CLASSES);
+    for (unsigned c = 0; c < rows; c++) {
         const bp_stats_class *k = &s->class_stats[c];
+        const bp_stats_class_ops *o = &s->class_ops[c];
         fprintf(f,
-                "    {\"class\": %u, \"size\": %zu, \"small\": %s, \"subpages\": %u, "
-                "\"elements\": %llu, \"free_elements\": %llu, \"cached\": %llu}%s\n",
-                c, k->size, k->small ? "true" : "false", k->subpages,
-                (unsigned long long)k->elements, (unsigned long long)k->free_elements,
-                (unsigned long long)k->cached, c + 1 < s->classes ? "," : "");
+                "    {\"class\": %u, \"size\": %zu, \"small\": %s, \"program_allocations\": %llu, "
+                "\"arena_allocations\": %llu, \"arena_frees\": %llu, \"cache_fills\": %llu, "
+                "\"subpages\": %u, \"elements\": %llu, \"free_elements\": %llu, \"cached\": "
+                "%llu}%s\n",
+                c, k->size, k->small ? "true" : "false", (unsigned long long)o->program_allocations,
+                (unsigned long long)o->arena_allocations, (unsigned long long)o->arena_frees,
+                (unsigned long long)o->cache_fills, k->subpages, (unsigned long long)k->elements,
+                (unsigned long long)k->free_elements, (unsigned long long)k->cached,
+                c + 1 < rows ? "," : "");
     }
-    fprintf(f, "  ],\n  \"chunk_list\": [\n");
-    print_json_chunks(pool, f);
-    fprintf(f, "  ],\n  \"arena_stats\": [\n");
+    fprintf(f, "  ],\n");
+}
+
+static void print_json_arenas(const bp_stats *s, FILE *f)
+{
+    fprintf(f, "  \"arena_stats\": [\n");
     unsigned rows = BP_MIN(s->arenas, (unsigned)BP_STATS_ARENAS);
     for (unsigned a = 0; a < rows; a++) {
         const bp_stats_arena *k = &s->arena_stats[a];
@@ -248,118 +495,212 @@ static void print_json(bp_pool *pool, const bp_stats *s, FILE *f)
                 k->active_bytes, k->chunk_bytes, k->huge_bytes, k->chunks, k->retained_chunks,
                 a + 1 < rows ? "," : "");
     }
-    fprintf(f, "  ]\n}\n");
+    fprintf(f, "  ]\n");
+}
+
+static void print_json(const bp_stats *s, const heap_shot *hs, FILE *f)
+{
+    print_json_totals(s, f);
+    print_json_lists(s, f);
+    print_json_classes(s, f);
+    fprintf(f, "  \"chunk_list\": [\n");
+    print_json_chunks(hs, f);
+    fprintf(f, "  ],\n");
+    print_json_arenas(s, f);
+    fprintf(f, "}\n");
 }
 
 /* ---- the picture ------------------------------------------------------------------------ */
 
-#define CELL    8
-#define COLUMNS 64
+#define CELL       8
+#define COLUMNS    64
+#define SVG_WIDTH  (COLUMNS * CELL + 10)
+#define KEY_ROW    14
+#define KEY_ITEMS  4 /* swatches to a row */
+#define BAND_LEFT  60
+#define BAND_SCALE 4 /* pixels per percent */
 
-/* A page's state and colour: free (still backed), purged or never touched, a normal run, or
- * a subpage run coloured by its class. */
-static const char *page_colour(const bp_chunk *chunk, uint32_t page, char *buf, size_t len,
-                               const char **state)
+static const char *class_colour(unsigned cls, char *buf, size_t len)
 {
-    uint64_t h = 0;
-    uint32_t first = page;
-    while (first > 0 && chunk->run_map[first] == 0)
-        first--;
-    h = chunk->run_map[first];
-    if (!bp_handle_used(h) || first + bp_handle_pages(h) <= page) {
-        bool dirty = (chunk->dirty[page >> 6] >> (page & 63)) & 1;
-        *state = dirty ? "free" : "purged";
-        return dirty ? "#d9d9d9" : "#ffffff";
-    }
-    if (!bp_handle_subpage(h)) {
-        *state = "run";
-        return "#4e79a7";
-    }
-    unsigned cls = bp_chunk_subpage(chunk, first)->class_index;
-    *state = "subpage";
     snprintf(buf, len, "hsl(%u,65%%,55%%)", (cls * 47) % 360);
     return buf;
 }
 
-static void svg_chunk(const bp_chunk *chunk, unsigned arena, const char *where, FILE *f,
-                      unsigned *y)
+/* A page code's colour and its state (the rect's class). */
+static const char *page_colour(uint8_t code, char *buf, size_t len, const char **state)
 {
-    unsigned rows = (chunk->npages + COLUMNS - 1) / COLUMNS;
-    fprintf(f, "<g class=\"chunk\" data-arena=\"%u\" data-list=\"%s\" data-pages=\"%u\">\n", arena,
-            where, chunk->npages);
-    fprintf(f, "<text x=\"0\" y=\"%u\">arena %u, %s, chunk %p: %u%% used</text>\n", *y + 11, arena,
-            where, (void *)chunk->base, bp_chunk_usage(chunk));
-    *y += 16;
-    for (uint32_t p = 0; p < chunk->npages; p++) {
-        char buf[32];
-        const char *state;
-        const char *colour = page_colour(chunk, p, buf, sizeof buf, &state);
-        fprintf(f,
-                "<rect class=\"page %s\" x=\"%u\" y=\"%u\" width=\"%u\" height=\"%u\" "
-                "fill=\"%s\" stroke=\"#999\" stroke-width=\"0.3\"/>\n",
-                state, (p % COLUMNS) * CELL, *y + (p / COLUMNS) * CELL, CELL, CELL, colour);
+    static const char *const states[] = {"purged", "free", "run"};
+    static const char *const colours[] = {"#ffffff", "#d9d9d9", "#4e79a7"};
+    if (code < PAGE_SUBPAGE) {
+        *state = states[code];
+        return colours[code];
     }
-    *y += rows * CELL + 10;
+    *state = "subpage";
+    return class_colour(code - PAGE_SUBPAGE, buf, len);
+}
+
+static unsigned chunk_height(const chunk_shot *r)
+{
+    return 16 + (r->npages + COLUMNS - 1) / COLUMNS * CELL + 10;
+}
+
+static void svg_chunk(const chunk_shot *r, FILE *f, unsigned *y)
+{
+    fprintf(f, "<g class=\"chunk\" data-arena=\"%u\" data-list=\"%s\" data-pages=\"%u\">\n",
+            r->arena, r->list, r->npages);
+    fprintf(f, "<text x=\"0\" y=\"%u\">arena %u, %s, chunk %p: %u%% used</text>\n", *y + 11,
+            r->arena, r->list, (void *)r->base, r->usage);
+    unsigned top = *y + 16;
+    for (uint32_t p = 0; p < r->npages; p++) {
+        char buf[32], cls[24] = "";
+        const char *state;
+        const char *colour = page_colour(r->page[p], buf, sizeof buf, &state);
+        if (r->page[p] >= PAGE_SUBPAGE)
+            snprintf(cls, sizeof cls, " data-class=\"%u\"", r->page[p] - PAGE_SUBPAGE);
+        fprintf(f,
+                "<rect class=\"page %s\"%s x=\"%u\" y=\"%u\" width=\"%u\" height=\"%u\" "
+                "fill=\"%s\" stroke=\"#999\" stroke-width=\"0.3\"/>\n",
+                state, cls, (p % COLUMNS) * CELL, top + (p / COLUMNS) * CELL, CELL, CELL, colour);
+    }
+    *y += chunk_height(r);
     fprintf(f, "</g>\n");
 }
 
-static void print_svg(bp_pool *pool, FILE *f)
+/* The key's swatches: the three page states, then every class the picture shows. */
+typedef struct svg_key {
+    bool shown[BP_MAX_CLASSES];
+    unsigned items;
+} svg_key;
+
+static void key_classes(const heap_shot *hs, svg_key *key)
 {
-    /* the height is known only after the walk: a generous viewBox, then the real one via a
-     * nested <svg> would complicate readers; count first instead */
-    unsigned height = 30;
-    for (unsigned a = 0; a < pool->narenas; a++) {
-        bp_arena *arena = &pool->arenas[a];
-        bp_lock_acquire(&arena->lock);
-        for (int i = 0; i < BP_NLISTS; i++)
-            for (const bp_chunk *c = arena->lists[i].head; c != NULL; c = c->next)
-                height += 26 + (c->npages + COLUMNS - 1) / COLUMNS * CELL;
-        for (const bp_chunk *c = arena->retained; c != NULL; c = c->next)
-            height += 26 + (c->npages + COLUMNS - 1) / COLUMNS * CELL;
-        bp_lock_release(&arena->lock);
+    memset(key, 0, sizeof *key);
+    key->items = 3;
+    for (size_t off = 0; off < hs->used; off += shot_at(hs, off)->record_size) {
+        const chunk_shot *r = shot_at(hs, off);
+        for (uint32_t p = 0; p < r->npages; p++) {
+            unsigned cls = r->page[p] >= PAGE_SUBPAGE ? r->page[p] - PAGE_SUBPAGE : 0;
+            if (r->page[p] >= PAGE_SUBPAGE && !key->shown[cls]) {
+                key->shown[cls] = true;
+                key->items++;
+            }
+        }
     }
+}
+
+static unsigned key_height(const svg_key *key)
+{
+    unsigned swatch_rows = (key->items + KEY_ITEMS - 1) / KEY_ITEMS;
+    return 20 + swatch_rows * KEY_ROW + 2 * KEY_ROW + BP_NLISTS * KEY_ROW + 10;
+}
+
+static void key_swatch(FILE *f, unsigned item, int cls, const char *colour, const char *label)
+{
+    unsigned x = (item % KEY_ITEMS) * 130, y = 20 + (item / KEY_ITEMS) * KEY_ROW;
+    char data[24] = "";
+    if (cls >= 0)
+        snprintf(data, sizeof data, " data-class=\"%d\"", cls);
+    fprintf(f,
+            "<rect class=\"swatch\"%s x=\"%u\" y=\"%u\" width=\"10\" height=\"10\" fill=\"%s\" "
+            "stroke=\"#999\" stroke-width=\"0.5\"/>\n",
+            data, x, y, colour);
+    fprintf(f, "<text x=\"%u\" y=\"%u\">%s</text>\n", x + 14, y + 9, label);
+}
+
+/* The chunk lists' usage bands on one 0..100 % scale, so their overlap shows. */
+static void key_bands(const bp_stats *s, FILE *f, unsigned y)
+{
+    fprintf(f,
+            "<text x=\"0\" y=\"%u\">chunk lists by usage: the bands overlap, so a chunk near "
+            "a boundary</text>\n",
+            y + 10);
+    fprintf(f, "<text x=\"0\" y=\"%u\">does not move back and forth between two lists</text>\n",
+            y + 10 + KEY_ROW);
+    y += 2 * KEY_ROW;
+    for (int i = 0; i < BP_NLISTS; i++, y += KEY_ROW) {
+        const bp_stats_list *l = &s->lists[i];
+        unsigned width = (unsigned)BP_MAX((l->max_usage - l->min_usage) * BAND_SCALE, 2);
+        fprintf(f, "<text x=\"0\" y=\"%u\">%s</text>\n", y + 9, l->name);
+        fprintf(f,
+                "<rect class=\"band\" x=\"%d\" y=\"%u\" width=\"%u\" height=\"9\" "
+                "fill=\"#9c9ede\"/>\n",
+                BAND_LEFT + l->min_usage * BAND_SCALE, y + 1, width);
+        fprintf(f, "<text x=\"%d\" y=\"%u\">%d-%d%%</text>\n", BAND_LEFT + 100 * BAND_SCALE + 6,
+                y + 9, l->min_usage, l->max_usage);
+    }
+}
+
+static void svg_key_print(const bp_stats *s, const heap_shot *hs, const svg_key *key, FILE *f)
+{
+    fprintf(f, "<g class=\"key\">\n");
+    fprintf(f,
+            "<text x=\"0\" y=\"12\">%u chunks of %zu B; one cell is one page (%zu B), %d to a "
+            "row</text>\n",
+            hs->chunks, s->chunk_size, s->page_size, COLUMNS);
+    key_swatch(f, 0, -1, "#d9d9d9", "free, still backed");
+    key_swatch(f, 1, -1, "#ffffff", "free, purged/untouched");
+    key_swatch(f, 2, -1, "#4e79a7", "normal run");
+    unsigned item = 3;
+    for (unsigned cls = 0; cls < BP_MAX_CLASSES; cls++) {
+        if (!key->shown[cls])
+            continue;
+        char colour[32], label[48];
+        snprintf(label, sizeof label, "subpages of %u B", (unsigned)s->class_stats[cls].size);
+        key_swatch(f, item++, (int)cls, class_colour(cls, colour, sizeof colour), label);
+    }
+    key_bands(s, f, 20 + (key->items + KEY_ITEMS - 1) / KEY_ITEMS * KEY_ROW);
+    fprintf(f, "</g>\n");
+}
+
+static void print_svg(const bp_stats *s, const heap_shot *hs, FILE *f)
+{
+    svg_key key;
+    key_classes(hs, &key);
+    unsigned height = key_height(&key);
+    for (size_t off = 0; off < hs->used; off += shot_at(hs, off)->record_size)
+        height += chunk_height(shot_at(hs, off));
     fprintf(f,
             "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%u\" height=\"%u\" "
             "font-family=\"sans-serif\" font-size=\"11\">\n",
-            COLUMNS * CELL + 10, height);
-    fprintf(f, "<text x=\"0\" y=\"12\">pages: grey free, white purged/untouched, blue run, "
-               "other colours subpages by class</text>\n");
-    unsigned y = 20;
-    for (unsigned a = 0; a < pool->narenas; a++) {
-        bp_arena *arena = &pool->arenas[a];
-        bp_lock_acquire(&arena->lock);
-        for (int i = 0; i < BP_NLISTS; i++)
-            for (const bp_chunk *c = arena->lists[i].head; c != NULL; c = c->next)
-                svg_chunk(c, a, arena->lists[i].name, f, &y);
-        for (const bp_chunk *c = arena->retained; c != NULL; c = c->next)
-            svg_chunk(c, a, "retained", f, &y);
-        bp_lock_release(&arena->lock);
-    }
+            SVG_WIDTH, height);
+    svg_key_print(s, hs, &key, f);
+    unsigned y = key_height(&key);
+    for (size_t off = 0; off < hs->used; off += shot_at(hs, off)->record_size)
+        svg_chunk(shot_at(hs, off), f, &y);
     fprintf(f, "</svg>\n");
 }
 
+/* Everything is read first, under the locks (the counters by bp_pool_stats, the chunks into
+ * a heap_shot), and written after they are released: the stream may allocate from the pool. */
 int bp_pool_print_stats(bp_pool *pool, FILE *out, bp_format fmt)
 {
-    if (fmt == BP_FORMAT_SVG) {
-        print_svg(pool, out);
-    } else {
-        bp_stats s;
-        s.struct_size = sizeof s;
-        bp_pool_stats(pool, &s);
-        if (fmt == BP_FORMAT_JSON)
-            print_json(pool, &s, out);
-        else
-            print_text(&s, out);
-    }
+    bp_stats s;
+    s.struct_size = sizeof s;
+    bp_pool_stats(pool, &s);
+    heap_shot hs = {0};
+    if (fmt != BP_FORMAT_TEXT && take_shot(pool, &hs, fmt == BP_FORMAT_SVG) != BP_OK)
+        return BP_ENOMEM;
+    if (fmt == BP_FORMAT_SVG)
+        print_svg(&s, &hs, out);
+    else if (fmt == BP_FORMAT_JSON)
+        print_json(&s, &hs, out);
+    else
+        print_text(&s, out);
+    shot_free(&hs);
     return fflush(out) == 0 && !ferror(out) ? BP_OK : BP_EIO;
 }
 
-/* BUFPOOL_CONF's stats_print: the statistics of every pool that asked, at exit. A destructor
- * rather than atexit, which may allocate (the malloc library makes its pool inside malloc). */
+/* BUFPOOL_CONF's stats_print: the statistics of every pool that asked, at exit, each headed
+ * by the program and process that printed it (a preloaded script's children all report). A
+ * destructor rather than atexit, which may allocate (the malloc library makes its pool inside
+ * malloc). */
 static void print_if_asked(bp_pool *pool)
 {
-    if (pool->config.stats_print)
-        bp_pool_print_stats(pool, stderr, BP_FORMAT_TEXT);
+    if (!pool->config.stats_print)
+        return;
+    fprintf(stderr, "bufpool: statistics of %s (pid %ld) at exit, pool %p\n",
+            program_invocation_short_name, (long)getpid(), (void *)pool);
+    bp_pool_print_stats(pool, stderr, BP_FORMAT_TEXT);
 }
 
 __attribute__((destructor)) static void stats_at_exit(void)

@@ -1,16 +1,22 @@
 /* thread_cache.c — per-thread, per-pool caches: creation and arena binding, refill and
- * overflow in batches, Netty's trim rule, bp_thread_flush, thread exit and orphaned caches of
- * destroyed pools (layout and invariants in internal.h). */
+ * overflow in batches, Netty's trim rule, bp_thread_flush, thread exit, orphaned caches of
+ * destroyed pools, and reclaiming other threads' caches (layout and handshake in internal.h). */
 #include "internal.h"
 
+#include <errno.h>
+#include <linux/membarrier.h>
+#include <sched.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
 
 /* ---- the static objects a thread starts with ------------------------------------------- */
 
 /* All zero: every bin has head == empty == full == NULL. Never written. */
 static union {
     bp_tcache tc;
-    char bytes[sizeof(bp_tcache) + (BP_MAX_CLASSES + 1) * sizeof(bp_tcache_bin)];
+    char bytes[sizeof(bp_tcache) + BP_TCACHE_BINS * sizeof(bp_tcache_bin)];
 } empty_storage;
 #define EMPTY_CACHE (&empty_storage.tc)
 
@@ -18,14 +24,16 @@ __thread bp_tcache_bin *bp_tls_bins[BP_TCACHE_SLOTS + 1] = {
     [0 ... BP_TCACHE_SLOTS] = empty_storage.tc.bins,
 };
 
-static bp_tcache *slot_cache(unsigned slot)
-{
-    return bp_tcache_of(bp_tls_bins[slot]);
-}
+__thread uint32_t bp_tls_busy;
+
+/* This thread's own cache per slot (NULL: none). bp_tls_bins[slot] shows its bins, except
+ * while a reclaimer holds the cache (then the static empty cache). */
+static __thread bp_tcache *tls_caches[BP_TCACHE_SLOTS];
 
 static void set_slot_cache(unsigned slot, bp_tcache *tc)
 {
-    bp_tls_bins[slot] = tc->bins;
+    tls_caches[slot] = tc == EMPTY_CACHE ? NULL : tc;
+    __atomic_store_n(&bp_tls_bins[slot], tc->bins, __ATOMIC_RELEASE);
 }
 
 /* NEW: no cache yet; LIVE: caches are created on demand and flushed at exit; DEAD: the thread
@@ -33,20 +41,25 @@ static void set_slot_cache(unsigned slot, bp_tcache *tc)
 enum thread_state { THREAD_NEW, THREAD_LIVE, THREAD_DEAD };
 static __thread unsigned char thread_state;
 
-/* Guards slot allocation, every pool's list of caches, arena binding counts, and a cache's
- * `pool` field once the cache is published. Taken before any arena lock, never after. */
+/* Guards slot allocation, every pool's list of caches, arena binding counts, a cache's
+ * `pool` field once the cache is published, and reclaiming: a reclaimer holds it throughout,
+ * so an owner that finds its bins taken waits for it. Taken before any arena lock, never
+ * after, and never by a thread with bp_tls_busy set. */
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
 static uint64_t slots_used;
 
 static pthread_key_t thread_key;
 static pthread_once_t thread_key_once = PTHREAD_ONCE_INIT;
+static bool thread_key_made; /* false: the process had no key left; every thread runs uncached */
 
 static void thread_exit(void *arg);
 
 static void make_thread_key(void)
 {
-    if (pthread_key_create(&thread_key, thread_exit) != 0)
-        bp_fatal("pthread_key_create failed: thread caches cannot be flushed at thread exit");
+    thread_key_made = pthread_key_create(&thread_key, thread_exit) == 0;
+    if (!thread_key_made)
+        bp_message("no pthread key left: threads run without caches (every request takes its "
+                   "arena's lock)");
 }
 
 /* ---- fork ------------------------------------------------------------------------------- */
@@ -63,7 +76,7 @@ void bp_tcache_postfork_parent(void)
 
 void bp_tcache_postfork_child(void)
 {
-    pthread_mutex_init(&registry_lock, NULL);
+    pthread_mutex_unlock(&registry_lock);
 }
 
 /* ---- slots ------------------------------------------------------------------------------ */
@@ -107,7 +120,7 @@ void bp_tcache_pool_destroying(bp_pool *pool)
         unlink_from_pool(tc);
         for (uint32_t b = 0; b < tc->nbins; b++)
             tc->bins[b].head = tc->bins[b].empty = tc->bins[b].full = NULL;
-        tc->pool = NULL;
+        __atomic_store_n(&tc->pool, NULL, __ATOMIC_RELAXED);
     }
     if (pool->tc_slot < BP_TCACHE_SLOTS)
         slots_used &= ~((uint64_t)1 << pool->tc_slot);
@@ -127,7 +140,7 @@ static bool thread_live(void)
     thread_state = THREAD_DEAD;
     pthread_once(&thread_key_once, make_thread_key);
     /* Any non-NULL value: it makes the destructor run at exit. */
-    if (pthread_setspecific(thread_key, &thread_state) == 0)
+    if (thread_key_made && pthread_setspecific(thread_key, &thread_state) == 0)
         thread_state = THREAD_LIVE;
     return thread_state == THREAD_LIVE;
 }
@@ -156,7 +169,10 @@ static bp_tcache *tcache_new(bp_pool *pool)
     size_t entries = 0;
     for (unsigned cls = 0; cls < pool->sc.nclasses; cls++)
         entries += bin_capacity(pool, cls);
-    size_t stacks = bp_align_up(sizeof(bp_tcache) + nbins * sizeof(bp_tcache_bin), 64);
+    /* Bins for every class any pool can have, those past nbins left zero (empty and full):
+     * once this cache is an orphan, the next pool in its slot may have more classes, and
+     * its fast paths must find bins that send them to the slow path, not stack entries. */
+    size_t stacks = bp_align_up(sizeof(bp_tcache) + BP_TCACHE_BINS * sizeof(bp_tcache_bin), 64);
     size_t map_size = bp_align_up(stacks + entries * sizeof(void *), 4096);
     bp_tcache *tc = bp_os_map(bp_os_default(), map_size, 4096);
     if (tc == NULL)
@@ -164,6 +180,9 @@ static bp_tcache *tcache_new(bp_pool *pool)
     tc->nbins = nbins;
     tc->map_size = map_size;
     tc->countdown = (int32_t)pool->config.trim_interval;
+    tc->owner_slot = &bp_tls_bins[pool->tc_slot];
+    tc->owner_busy = &bp_tls_busy;
+    tc->last_active_ms = bp_now_ms();
     void **stack = (void **)((char *)tc + stacks);
     for (unsigned cls = 0; cls < pool->sc.nclasses; cls++) {
         bp_tcache_bin *bin = &tc->bins[cls + 1];
@@ -188,21 +207,37 @@ static bp_tcache *tcache_new(bp_pool *pool)
     return tc;
 }
 
-/* This thread's live cache for `pool`, created on first use; NULL when the thread runs
- * uncached (exiting, out of slots, out of memory). */
+/* With busy set: this thread's cache for the slot (NULL: none), once no reclaimer holds it.
+ * A reclaimer swapped the bins out and holds the registry lock until it puts them back. */
+static bp_tcache *own_cache(unsigned slot)
+{
+    bp_tcache *tc = tls_caches[slot];
+    while (tc != NULL && bp_tcache_bins(slot) != tc->bins) {
+        bp_tcache_leave();
+        pthread_mutex_lock(&registry_lock);
+        pthread_mutex_unlock(&registry_lock);
+        bp_tcache_enter();
+    }
+    return tc;
+}
+
+/* With busy set: this thread's live cache for `pool`, created on first use; NULL when the
+ * thread runs uncached (exiting, out of slots, out of memory). */
 static bp_tcache *tcache_get(bp_pool *pool)
 {
     if (pool->tc_slot >= BP_TCACHE_SLOTS || !thread_live())
         return NULL;
-    bp_tcache *tc = slot_cache(pool->tc_slot);
-    if (bp_likely(tc != EMPTY_CACHE)) {
-        if (bp_likely(tc->pool == pool))
+    bp_tcache *tc = own_cache(pool->tc_slot);
+    if (bp_likely(tc != NULL)) {
+        if (bp_likely(__atomic_load_n(&tc->pool, __ATOMIC_RELAXED) == pool))
             return tc;
         /* an orphan left by a destroyed pool that had this slot before */
         set_slot_cache(pool->tc_slot, EMPTY_CACHE);
         bp_os_unmap(bp_os_default(), tc, tc->map_size);
     }
+    bp_tcache_leave(); /* no cache of this slot to protect; tcache_new takes the registry */
     tc = tcache_new(pool);
+    bp_tcache_enter();
     if (tc != NULL)
         set_slot_cache(pool->tc_slot, tc);
     return tc;
@@ -230,6 +265,17 @@ static void bin_flush(bp_tcache_bin *bin, uint32_t n, bool transfer)
     bin->head += n;
 }
 
+/* A bin's hits since the last trim or flush, about to be reset: added to its class's count in
+ * the arena the cache is bound to, where stats find them per class (and keep them after the
+ * thread is gone). Returns them. */
+static uint32_t count_bin_hits(bp_tcache *tc, uint32_t b)
+{
+    uint32_t hits = tc->bins[b].hits;
+    if (hits != 0)
+        __atomic_add_fetch(&tc->arena->counters.classes[b - 1].cache_hits, hits, __ATOMIC_RELAXED);
+    return hits;
+}
+
 /* What stats read of another thread's cache: hits and cached bytes, stored atomically at the
  * owner's trims and flushes (the fast path itself keeps plain counters). */
 static void publish_stats(bp_tcache *tc, uint64_t hits)
@@ -241,28 +287,34 @@ static void publish_stats(bp_tcache *tc, uint64_t hits)
     __atomic_store_n(&tc->cached_bytes, bytes, __ATOMIC_RELAXED);
 }
 
-void bp_tcache_trim(bp_tcache *tc)
+/* With busy set, on the owner's cache. */
+static void trim_bins(bp_tcache *tc)
 {
     /* Netty's rule: a bin that served fewer allocations than it can hold since the last
      * trim did not need the difference; that many of its oldest entries go back. */
     uint64_t hits = 0;
     for (uint32_t b = 1; b < tc->nbins; b++) {
         bp_tcache_bin *bin = &tc->bins[b];
-        hits += bin->hits;
+        hits += count_bin_hits(tc, b);
         if (bin->capacity > bin->hits && bin->head != bin->empty) {
             bin_flush(bin, bin->capacity - bin->hits, false);
             bin->fill = (uint16_t)BP_MAX(bin->fill / 2u, 1u); /* it held more than needed */
         }
         bin->hits = 0;
     }
-    tc->trims++;
     tc->countdown = (int32_t)tc->pool->config.trim_interval;
+    __atomic_store_n(&tc->last_active_ms, bp_now_ms(), __ATOMIC_RELAXED);
     publish_stats(tc, hits);
 }
 
 void *bp_tcache_trim_returning(bp_tcache *tc, void *p)
 {
-    bp_tcache_trim(tc);
+    bp_pool *pool = tc->pool;
+    bp_tcache_enter();
+    if (own_cache(pool->tc_slot) == tc) /* a reclaimer may have emptied it meanwhile */
+        trim_bins(tc);
+    bp_tcache_leave();
+    bp_tcache_reclaim_idle(pool);
     return p;
 }
 
@@ -271,18 +323,20 @@ static void tcache_flush_all(bp_tcache *tc)
     uint64_t hits = 0;
     for (uint32_t b = 1; b < tc->nbins; b++) {
         bin_flush(&tc->bins[b], bin_count(&tc->bins[b]), false);
-        hits += tc->bins[b].hits;
+        hits += count_bin_hits(tc, b);
         tc->bins[b].hits = 0;
     }
-    tc->flushes++;
     publish_stats(tc, hits);
 }
 
-void *bp_tcache_alloc_slow(bp_pool *pool, unsigned cls)
+static bp_arena *uncached_arena(bp_pool *pool);
+
+/* With busy set. */
+static void *alloc_slow(bp_pool *pool, unsigned cls, bool *trimmed)
 {
     bp_tcache *tc = tcache_get(pool);
     if (tc == NULL)
-        return bp_arena_alloc(bp_thread_arena(pool), cls);
+        return bp_arena_alloc(uncached_arena(pool), cls);
     bp_tcache_bin *bin = &tc->bins[cls + 1];
     if (bin->capacity == 0)
         return bp_arena_alloc(tc->arena, cls);
@@ -303,16 +357,30 @@ void *bp_tcache_alloc_slow(bp_pool *pool, unsigned cls)
         if (dst != bin->empty - got)
             memmove(bin->empty - got, dst, got * sizeof(void *));
         bin->head = bin->empty - got;
-        tc->refills++;
+        __atomic_store_n(&tc->last_active_ms, bp_now_ms(), __ATOMIC_RELAXED);
     }
     void *p = *bin->head++;
     bin->hits++;
-    if (--tc->countdown <= 0)
-        bp_tcache_trim(tc);
+    if (--tc->countdown <= 0) {
+        trim_bins(tc);
+        *trimmed = true;
+    }
     return p;
 }
 
-void bp_tcache_free_slow(bp_chunk *chunk, void *p, uint32_t info)
+void *bp_tcache_alloc_slow(bp_pool *pool, unsigned cls)
+{
+    bool trimmed = false;
+    bp_tcache_enter();
+    void *p = alloc_slow(pool, cls, &trimmed);
+    bp_tcache_leave();
+    if (trimmed)
+        bp_tcache_reclaim_idle(pool);
+    return p;
+}
+
+/* With busy set. */
+static void free_slow(bp_chunk *chunk, void *p, uint32_t info)
 {
     bp_pool *pool = chunk->pool;
     unsigned cls = bp_info_class(info);
@@ -322,11 +390,16 @@ void bp_tcache_free_slow(bp_chunk *chunk, void *p, uint32_t info)
         return;
     }
     bp_tcache_bin *bin = &tc->bins[cls + 1];
-    if (bin->head == bin->full) {
+    if (bin->head == bin->full)
         bin_flush(bin, BP_MAX(bin->capacity / 2, 1u), true);
-        tc->flushes++;
-    }
     *--bin->head = p;
+}
+
+void bp_tcache_free_slow(bp_chunk *chunk, void *p, uint32_t info)
+{
+    bp_tcache_enter();
+    free_slow(chunk, p, info);
+    bp_tcache_leave();
 }
 
 /* ---- threads ---------------------------------------------------------------------------- */
@@ -336,10 +409,15 @@ static __thread unsigned thread_number; /* 0 = not drawn yet */
 
 bp_arena *bp_thread_arena(bp_pool *pool)
 {
+    bp_tcache_enter();
     bp_tcache *tc = tcache_get(pool);
-    if (tc != NULL)
-        return tc->arena;
-    /* Uncached (exiting thread, no slot, no memory): deal threads out round-robin. */
+    bp_tcache_leave();
+    return tc != NULL ? tc->arena : uncached_arena(pool);
+}
+
+/* Uncached (exiting thread, no slot, no memory): deal threads out round-robin. */
+static bp_arena *uncached_arena(bp_pool *pool)
+{
     unsigned n = thread_number;
     if (n == 0)
         n = thread_number = __atomic_add_fetch(&thread_counter, 1, __ATOMIC_RELAXED);
@@ -355,11 +433,11 @@ static void thread_exit(void *arg)
     (void)arg;
     thread_state = THREAD_DEAD;
     for (unsigned slot = 0; slot < BP_TCACHE_SLOTS; slot++) {
-        bp_tcache *tc = slot_cache(slot);
-        if (tc == EMPTY_CACHE)
+        bp_tcache *tc = tls_caches[slot];
+        if (tc == NULL)
             continue;
+        pthread_mutex_lock(&registry_lock); /* no reclaimer holds the cache from here on */
         set_slot_cache(slot, EMPTY_CACHE);
-        pthread_mutex_lock(&registry_lock);
         if (tc->pool != NULL) {
             bp_arena *arena = tc->arena;
             tcache_flush_all(tc);
@@ -372,30 +450,40 @@ static void thread_exit(void *arg)
     }
 }
 
-void bp_thread_flush(bp_pool *pool)
-{
-    if (pool->tc_slot >= BP_TCACHE_SLOTS)
-        return;
-    bp_tcache *tc = slot_cache(pool->tc_slot);
-    if (tc != EMPTY_CACHE && tc->pool == pool) {
-        tcache_flush_all(tc);
-        bp_arena_drain_transfers(tc->arena);
-    }
-}
-
-static const bp_tcache *live_cache(bp_pool *pool)
+/* With busy set: this thread's cache for the pool, if it has one. */
+static bp_tcache *live_cache(bp_pool *pool)
 {
     if (pool->tc_slot >= BP_TCACHE_SLOTS)
         return NULL;
-    const bp_tcache *tc = slot_cache(pool->tc_slot);
-    return tc == EMPTY_CACHE || tc->pool != pool ? NULL : tc;
+    bp_tcache *tc = own_cache(pool->tc_slot);
+    return tc == NULL || __atomic_load_n(&tc->pool, __ATOMIC_RELAXED) != pool ? NULL : tc;
+}
+
+void bp_thread_flush(bp_pool *pool)
+{
+    bp_tcache_enter();
+    bp_tcache *tc = live_cache(pool);
+    if (tc != NULL)
+        tcache_flush_all(tc);
+    bp_tcache_leave();
+    if (tc != NULL)
+        bp_arena_drain_transfers(tc->arena);
 }
 
 void bp_tcache_stats(bp_pool *pool, uint64_t *hits, size_t *cached_bytes)
 {
-    const bp_tcache *mine = live_cache(pool);
     *hits = __atomic_load_n(&pool->retired_hits, __ATOMIC_RELAXED);
     *cached_bytes = 0;
+    bp_tcache_enter();
+    const bp_tcache *mine = live_cache(pool);
+    if (mine != NULL) { /* this thread's own cache, exactly */
+        *hits += mine->hits_total;
+        for (uint32_t b = 1; b < mine->nbins; b++) {
+            *hits += mine->bins[b].hits;
+            *cached_bytes += (size_t)bin_count(&mine->bins[b]) * pool->sc.size[b - 1];
+        }
+    }
+    bp_tcache_leave();
     pthread_mutex_lock(&registry_lock);
     for (const bp_tcache *tc = pool->tcaches; tc != NULL; tc = tc->pool_next) {
         if (tc == mine)
@@ -404,26 +492,110 @@ void bp_tcache_stats(bp_pool *pool, uint64_t *hits, size_t *cached_bytes)
         *cached_bytes += __atomic_load_n(&tc->cached_bytes, __ATOMIC_RELAXED);
     }
     pthread_mutex_unlock(&registry_lock);
-    if (mine != NULL) { /* this thread's own cache, exactly */
-        *hits += mine->hits_total;
-        for (uint32_t b = 1; b < mine->nbins; b++) {
-            *hits += mine->bins[b].hits;
-            *cached_bytes += (size_t)bin_count(&mine->bins[b]) * pool->sc.size[b - 1];
-        }
-    }
+}
+
+void bp_tcache_class_hits(bp_pool *pool, uint64_t *class_hits)
+{
+    bp_tcache_enter();
+    const bp_tcache *mine = live_cache(pool);
+    for (uint32_t b = 1; mine != NULL && b < mine->nbins; b++)
+        class_hits[b - 1] += mine->bins[b].hits;
+    bp_tcache_leave();
 }
 
 size_t bp_tcache_cached_blocks(bp_pool *pool)
 {
+    bp_tcache_enter();
     const bp_tcache *tc = live_cache(pool);
     size_t n = 0;
     for (uint32_t b = 1; tc != NULL && b < tc->nbins; b++)
         n += bin_count(&tc->bins[b]);
+    bp_tcache_leave();
     return n;
 }
 
 size_t bp_tcache_cached_class(bp_pool *pool, unsigned cls)
 {
+    bp_tcache_enter();
     const bp_tcache *tc = live_cache(pool);
-    return tc != NULL && cls + 1 < tc->nbins ? bin_count(&tc->bins[cls + 1]) : 0;
+    size_t n = tc != NULL && cls + 1 < tc->nbins ? bin_count(&tc->bins[cls + 1]) : 0;
+    bp_tcache_leave();
+    return n;
+}
+
+/* ---- reclaiming other threads' caches (the handshake in internal.h) ---------------------- */
+
+static bool membarrier_registered;
+static pthread_once_t membarrier_once = PTHREAD_ONCE_INIT;
+
+static void register_membarrier(void)
+{
+    membarrier_registered =
+        syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0;
+}
+
+static bool can_reclaim_others(void)
+{
+    pthread_once(&membarrier_once, register_membarrier);
+    return membarrier_registered;
+}
+
+/* Under the registry lock, from a thread other than tc's owner: empties tc into the arenas.
+ * A cache whose owner is installing it right now holds nothing yet and is skipped. */
+static void reclaim_locked(bp_tcache *tc)
+{
+    bp_tcache_bin *bins = tc->bins;
+    if (!__atomic_compare_exchange_n(tc->owner_slot, &bins, EMPTY_CACHE->bins, false,
+                                     __ATOMIC_SEQ_CST, __ATOMIC_RELAXED))
+        return;
+    if (syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) != 0)
+        bp_fatal("membarrier failed after it was registered (errno %d)", errno);
+    while (__atomic_load_n(tc->owner_busy, __ATOMIC_ACQUIRE) != 0)
+        sched_yield(); /* the owner is inside one operation on its bins */
+    tcache_flush_all(tc);
+    __atomic_store_n(tc->owner_slot, tc->bins, __ATOMIC_RELEASE);
+}
+
+/* Under the registry lock: every cache of the pool but the caller's own whose owner was last
+ * active at or before idle_before. */
+static void reclaim_others_locked(bp_pool *pool, const bp_tcache *mine, uint64_t idle_before)
+{
+    for (bp_tcache *tc = pool->tcaches; tc != NULL; tc = tc->pool_next)
+        if (tc != mine && __atomic_load_n(&tc->last_active_ms, __ATOMIC_RELAXED) <= idle_before)
+            reclaim_locked(tc);
+}
+
+void bp_tcache_reclaim_all(bp_pool *pool)
+{
+    bp_tcache_enter();
+    bp_tcache *mine = live_cache(pool);
+    if (mine != NULL)
+        tcache_flush_all(mine);
+    bp_tcache_leave();
+    if (!can_reclaim_others())
+        return;
+    pthread_mutex_lock(&registry_lock);
+    reclaim_others_locked(pool, mine, UINT64_MAX);
+    pthread_mutex_unlock(&registry_lock);
+}
+
+void bp_tcache_reclaim_idle(bp_pool *pool)
+{
+    uint64_t idle_ms = pool->config.cache_idle_ms;
+    if (idle_ms == 0)
+        return;
+    uint64_t now = bp_now_ms();
+    uint64_t due = __atomic_load_n(&pool->next_idle_scan_ms, __ATOMIC_RELAXED);
+    if (now < due ||
+        !__atomic_compare_exchange_n(&pool->next_idle_scan_ms, &due, now + BP_MAX(idle_ms / 2, 1),
+                                     false, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+        return; /* not yet, or another thread scans */
+    if (!can_reclaim_others() || now < idle_ms)
+        return;
+    bp_tcache_enter();
+    bp_tcache *mine = live_cache(pool);
+    bp_tcache_leave();
+    pthread_mutex_lock(&registry_lock);
+    reclaim_others_locked(pool, mine, now - idle_ms);
+    pthread_mutex_unlock(&registry_lock);
 }

@@ -5,6 +5,7 @@
 #include "test.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -198,6 +199,102 @@ static void test_memory_limit(void)
     bp_pool_destroy(pool);
 }
 
+/* A buffer under a 16 MiB limit grows as far in a pool that kept freed memory for reuse
+ * (normal runs in run caches, retained and empty chunks, cached blocks) as in a fresh pool:
+ * before refusing, the pool gives back what it keeps. */
+static size_t grow_until_refused(bp_pool *pool)
+{
+    bp_buf *b = bp_buf_new(pool, 64, 0);
+    REQUIRE(b != NULL);
+    static uint8_t bytes[64 << 10];
+    memset(bytes, 0x5a, sizeof bytes);
+    int rc;
+    while ((rc = bp_buf_write_bytes(b, bytes, sizeof bytes)) == 0)
+        ;
+    CHECK_EQ(rc, BP_ENOMEM);
+    size_t capacity = bp_buf_capacity(b);
+    bp_buf_release(b);
+    return capacity;
+}
+
+static void test_limit_reclaims_before_failing(void)
+{
+    bp_config cfg;
+    bp_config_defaults(&cfg);
+    cfg.arenas = 1;
+    cfg.memory_limit = (size_t)16 << 20;
+    bp_pool *fresh = bp_pool_new(&cfg);
+    bp_pool *used = bp_pool_new(&cfg);
+    REQUIRE(fresh != NULL && used != NULL);
+    size_t fresh_capacity = grow_until_refused(fresh);
+    CHECK(fresh_capacity >= (size_t)4 << 20);
+
+    void *blocks[256];
+    unsigned n = 0;
+    size_t sizes[] = {1 << 20, 512 << 10, 64 << 10, 24 << 10, 2 << 20, 4 << 10};
+    for (unsigned i = 0; n < 256; i++) {
+        void *p = bp_alloc(used, sizes[i % 6]);
+        if (p == NULL)
+            break;
+        blocks[n++] = p;
+    }
+    CHECK(n < 256); /* the limit was reached */
+    for (unsigned i = 0; i < n; i++)
+        bp_free(blocks[i]);
+    CHECK_EQ(grow_until_refused(used), fresh_capacity);
+    CHECK(used->mapped_bytes <= cfg.memory_limit);
+    CHECK_EQ(bp_pool_check(used), 0);
+    bp_pool_destroy(fresh);
+    bp_pool_destroy(used);
+}
+
+/* Empty chunks another arena keeps (its qInit chunk, its retained ones) are given back when
+ * this arena needs a chunk under the limit: the allocating thread is gone, nobody trims. */
+typedef struct fill_job {
+    bp_pool *pool;
+    size_t block;
+} fill_job;
+
+static void *fill_to_limit_and_free(void *arg)
+{
+    fill_job *job = arg;
+    void *blocks[64];
+    unsigned n = 0;
+    while (n < 64 && (blocks[n] = bp_alloc(job->pool, job->block)) != NULL)
+        n++;
+    for (unsigned i = 0; i < n; i++)
+        bp_free(blocks[i]);
+    return (void *)(uintptr_t)n;
+}
+
+static void test_limit_reclaims_other_arenas(void)
+{
+    bp_config cfg;
+    bp_config_defaults(&cfg);
+    cfg.arenas = 2;
+    cfg.chunk_size = (size_t)1 << 20;
+    cfg.memory_limit = (size_t)3 << 20;
+    bp_pool *pool = bp_pool_new(&cfg);
+    REQUIRE(pool != NULL);
+    bp_arena *mine = bp_thread_arena(pool); /* this thread takes arena 0, the next arena 1 */
+    fill_job job = {pool, 512 << 10};
+    pthread_t t;
+    void *filled = NULL;
+    REQUIRE(pthread_create(&t, NULL, fill_to_limit_and_free, &job) == 0);
+    pthread_join(t, &filled);
+    CHECK_EQ((uintptr_t)filled, 6); /* three chunks of two blocks: the limit */
+    CHECK(mine->counters.chunk_bytes == 0);
+    void *small = bp_alloc(pool, 16);
+    CHECK(small != NULL);
+    bp_free(small);
+    void *huge = bp_alloc(pool, (size_t)2 << 20);
+    CHECK(huge != NULL);
+    bp_free(huge);
+    CHECK(pool->mapped_bytes <= cfg.memory_limit);
+    CHECK_EQ(bp_pool_check(pool), 0);
+    bp_pool_destroy(pool);
+}
+
 static size_t rss_bytes(void)
 {
     FILE *f = fopen("/proc/self/statm", "r");
@@ -245,6 +342,8 @@ int main(void)
     RUN(test_purge_never_but_on_trim);
     RUN(test_no_churn_at_band_edge);
     RUN(test_memory_limit);
+    RUN(test_limit_reclaims_before_failing);
+    RUN(test_limit_reclaims_other_arenas);
     RUN(test_rss_drops_on_trim);
     return test_report();
 }

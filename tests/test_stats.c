@@ -1,10 +1,17 @@
 /* test_stats.c — the statistics snapshot against what a scripted sequence implies (exact
- * figures), the JSON form parsed by python3 with the same figures, the SVG well formed with
- * one element per page of each chunk, stats_print at exit, and every BUFPOOL_CONF key
- * round-tripping while bad values are refused with a message naming the key. */
+ * figures, per class too, and for a caller built against version 1), the JSON form parsed by
+ * python3 with the same figures, the SVG well formed with one element per page and a key,
+ * reports written to a stream that allocates from the pool, snapshots under cross-thread
+ * traffic, stats_print at exit, and every BUFPOOL_CONF key round-tripping while bad values
+ * are refused with a message naming the key. */
+#define _GNU_SOURCE /* fopencookie */
 #include "internal.h"
 #include "test.h"
 
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -142,7 +149,8 @@ static void test_json_and_svg(void)
     CHECK_EQ(bp_pool_print_stats(pool, f, BP_FORMAT_SVG), BP_OK);
     fclose(f);
     python("import sys, xml.dom.minidom as m; d = m.parse(sys.argv[1]); "
-           "g = d.getElementsByTagName(\"g\"); "
+           "g = [x for x in d.getElementsByTagName(\"g\") if x.getAttribute(\"class\") == "
+           "\"chunk\"]; "
            "print(len(g), all(len([r for r in x.getElementsByTagName(\"rect\") "
            "if r.getAttribute(\"class\").startswith(\"page\")]) == "
            "int(x.getAttribute(\"data-pages\")) "
@@ -189,6 +197,438 @@ static void test_stats_print_at_exit(void)
     close(fds[0]);
     waitpid(pid, NULL, 0);
     CHECK(strstr(out, "bufpool stats") != NULL && strstr(out, "qInit") != NULL);
+    /* the first line says which program and process printed the report */
+    char *eol = strchr(out, '\n');
+    if (eol != NULL)
+        *eol = '\0';
+    char pid_text[32];
+    snprintf(pid_text, sizeof pid_text, "pid %ld", (long)pid);
+    CHECK(strstr(out, program_invocation_short_name) != NULL && strstr(out, pid_text) != NULL);
+    if (strstr(out, pid_text) == NULL)
+        fprintf(stderr, "  first line: '%s'\n", out);
+}
+
+/* ---- the program's allocations and the arenas' operations ------------------------------ */
+
+static void *allocate_and_exit(void *arg)
+{
+    bp_pool *pool = arg;
+    for (int i = 0; i < 500; i++)
+        bp_free(bp_alloc(pool, 100)); /* hits counted by the fast path, added at exit */
+    return NULL;
+}
+
+/* The mixed sizes examples/stats.c allocates, a third freed; another thread's allocations;
+ * one huge block. The program's allocations are counted exactly, per class too, apart from
+ * the blocks the arenas handed out in batches. */
+static void test_program_allocations(void)
+{
+    bp_config cfg;
+    bp_config_defaults(&cfg);
+    cfg.arenas = 1;
+    cfg.chunk_size = 1 << 20;
+    bp_pool *pool = bp_pool_new(&cfg);
+    REQUIRE(pool != NULL);
+    static void *blocks[1200];
+    uint64_t expect[BP_MAX_CLASSES] = {0};
+    uint64_t x = 42;
+    for (int i = 0; i < 1200; i++) {
+        x = x * 6364136223846793005ull + 1442695040888963407ull;
+        size_t size = (x >> 33) % 4 == 0 ? 16 + (x >> 40) % 60000 : 16 + (x >> 40) % 2000;
+        blocks[i] = bp_alloc(pool, size);
+        expect[bp_size_to_class(&pool->sc, size)]++;
+    }
+    for (int i = 0; i < 1200; i += 3)
+        bp_free(blocks[i]);
+    pthread_t t;
+    REQUIRE(pthread_create(&t, NULL, allocate_and_exit, pool) == 0);
+    pthread_join(t, NULL);
+    expect[bp_size_to_class(&pool->sc, 100)] += 500;
+    void *huge = bp_alloc(pool, (size_t)2 << 20);
+    bp_stats s;
+    s.struct_size = sizeof s;
+    REQUIRE(bp_pool_stats(pool, &s) == BP_OK);
+    CHECK_EQ(s.program_allocations, 1701);
+    uint64_t arena_small = 0, arena_normal = 0, freed = 0, mismatched = 0;
+    for (unsigned c = 0; c < pool->sc.nclasses; c++) {
+        mismatched += s.class_ops[c].program_allocations != expect[c];
+        if (s.class_ops[c].program_allocations != expect[c])
+            fprintf(stderr, "  class %u: %llu program allocations, expected %llu\n", c,
+                    (unsigned long long)s.class_ops[c].program_allocations,
+                    (unsigned long long)expect[c]);
+        *(bp_class_is_small(&pool->sc, c) ? &arena_small : &arena_normal) +=
+            s.class_ops[c].arena_allocations;
+        freed += s.class_ops[c].arena_frees;
+        CHECK(s.class_ops[c].cache_fills <= s.class_ops[c].arena_allocations);
+    }
+    CHECK_EQ(mismatched, 0);
+    CHECK_EQ(arena_small, s.alloc_small);
+    CHECK_EQ(arena_normal, s.alloc_normal);
+    CHECK_EQ(freed, s.free_small + s.free_normal);
+    CHECK(s.lock_allocs > 0 && s.lock_allocs < s.alloc_small + s.alloc_normal); /* batches */
+
+    char path[] = "/tmp/bp_statsXXXXXX";
+    int fd = mkstemp(path);
+    REQUIRE(fd >= 0);
+    FILE *f = fdopen(fd, "w");
+    CHECK_EQ(bp_pool_print_stats(pool, f, BP_FORMAT_TEXT), BP_OK);
+    fclose(f);
+    char got[256];
+    python("import sys; t = open(sys.argv[1]).read(); "
+           "print(\"1701 allocations by the program\" in t)",
+           path, got, sizeof got);
+    CHECK(strcmp(got, "True\n") == 0);
+    f = fopen(path, "w");
+    CHECK_EQ(bp_pool_print_stats(pool, f, BP_FORMAT_JSON), BP_OK);
+    fclose(f);
+    python("import json,sys; d = json.load(open(sys.argv[1])); "
+           "print(d[\"program_allocations\"], sum(c[\"program_allocations\"] for c in "
+           "d[\"classes\"]), d[\"lock_acquisitions\"][\"alloc\"] > 0)",
+           path, got, sizeof got);
+    CHECK(strcmp(got, "1701 1700 True\n") == 0);
+    if (strcmp(got, "1701 1700 True\n") != 0)
+        fprintf(stderr, "  json: '%s'\n", got);
+    unlink(path);
+    bp_free(huge);
+    for (int i = 0; i < 1200; i++)
+        if (i % 3 != 0)
+            bp_free(blocks[i]);
+    bp_pool_destroy(pool);
+}
+
+/* A program built against version 1's header passes version 1's size: it gets those fields,
+ * version 1, and nothing written past them. */
+static void test_version1_caller(void)
+{
+    bp_pool *pool = scripted_pool();
+    void *keep[9];
+    script(pool, keep);
+    size_t v1_size = offsetof(bp_stats, program_allocations);
+    static union {
+        bp_stats s;
+        unsigned char bytes[sizeof(bp_stats)];
+    } u;
+    memset(&u, 0xab, sizeof u);
+    u.s.struct_size = v1_size;
+    CHECK_EQ(bp_pool_stats(pool, &u.s), BP_OK);
+    CHECK_EQ(u.s.version, 1);
+    CHECK_EQ(u.s.struct_size, v1_size);
+    CHECK_EQ(u.s.alloc_small, 10);
+    CHECK_EQ(u.s.arena_stats[0].allocations, 14);
+    size_t touched = 0;
+    for (size_t i = v1_size; i < sizeof u; i++)
+        touched += u.bytes[i] != 0xab;
+    CHECK_EQ(touched, 0);
+    u.s.struct_size = v1_size - 1;
+    CHECK_EQ(bp_pool_stats(pool, &u.s), BP_EINVAL);
+    for (int i = 0; i < 9; i++)
+        bp_free(keep[i]);
+    bp_pool_destroy(pool);
+}
+
+/* ---- the picture ------------------------------------------------------------------------ */
+
+/* 1536-byte blocks live in 3-page subpage runs: every page of every run, the last included,
+ * has the class's colour, which the key names with the size. */
+static void test_svg_subpage_runs(void)
+{
+    bp_pool *pool = scripted_pool();
+    void *blocks[40];
+    for (int i = 0; i < 40; i++) /* 16 to a run: three runs */
+        blocks[i] = bp_alloc(pool, 1536);
+    unsigned cls = bp_size_to_class(&pool->sc, 1536);
+    REQUIRE(pool->sc.run_pages[cls] == 3);
+    char path[] = "/tmp/bp_statsXXXXXX";
+    int fd = mkstemp(path);
+    REQUIRE(fd >= 0);
+    FILE *f = fdopen(fd, "w");
+    CHECK_EQ(bp_pool_print_stats(pool, f, BP_FORMAT_SVG), BP_OK);
+    fclose(f);
+    char got[512];
+    char cmdpath[64]; /* python's argv[1] and argv[2]: the file and the class */
+    snprintf(cmdpath, sizeof cmdpath, "%s %u", path, cls);
+    python("import sys, xml.dom.minidom as m; d = m.parse(sys.argv[1]); "
+           "sub = [r.getAttribute(\"fill\") for r in d.getElementsByTagName(\"rect\") "
+           "if \"subpage\" in r.getAttribute(\"class\").split()]; "
+           "key = [x for x in d.getElementsByTagName(\"g\") if x.getAttribute(\"class\") == "
+           "\"key\"]; "
+           "k = key[0] if key else d.createElement(\"g\"); "
+           "sw = [r.getAttribute(\"fill\") for r in k.getElementsByTagName(\"rect\") "
+           "if r.getAttribute(\"data-class\") == sys.argv[2]]; "
+           "words = \" \".join(t.firstChild.data for t in k.getElementsByTagName(\"text\")); "
+           "bands = [r for r in k.getElementsByTagName(\"rect\") "
+           "if r.getAttribute(\"class\") == \"band\"]; "
+           "print(len(sub), len(set(sub)), sw == sub[:1], \"1536 B\" in words, "
+           "\"8192 B\" in words, len(bands), \"overlap\" in words)",
+           cmdpath, got, sizeof got);
+    const char *expect = "9 1 True True True 6 True\n"; /* 3 runs of 3 pages, one colour */
+    CHECK(strcmp(got, expect) == 0);
+    if (strcmp(got, expect) != 0)
+        fprintf(stderr, "  svg: '%s' expected '%s'\n", got, expect);
+    unlink(path);
+    for (int i = 0; i < 40; i++)
+        bp_free(blocks[i]);
+    bp_pool_destroy(pool);
+}
+
+/* ---- reports into a stream that allocates from the pool -------------------------------- */
+
+typedef struct collector {
+    bp_pool *pool;
+    bp_buf *buf;
+    int writes, locked_writes;
+} collector;
+
+static bool any_arena_locked(bp_pool *pool)
+{
+    for (unsigned i = 0; i < pool->narenas; i++)
+        if (__atomic_load_n(&pool->arenas[i].lock.state, __ATOMIC_RELAXED) != 0)
+            return true;
+    return false;
+}
+
+/* A write of the report: it allocates a block no thread cache holds (so the arena's lock is
+ * taken) and appends to a bp_buf. While the report holds an arena's lock that would wait
+ * for ever, so it is counted instead. */
+static ssize_t collect(void *cookie, const char *data, size_t n)
+{
+    collector *c = cookie;
+    c->writes++;
+    if (any_arena_locked(c->pool)) {
+        c->locked_writes++;
+        return (ssize_t)n;
+    }
+    bp_free(bp_alloc(c->pool, (size_t)1 << 20));
+    return bp_buf_write_bytes(c->buf, data, n) == BP_OK ? (ssize_t)n : -1;
+}
+
+static void test_report_into_pool_stream(void)
+{
+    bp_pool *pool = scripted_pool();
+    void *keep[9];
+    script(pool, keep);
+    const bp_format formats[] = {BP_FORMAT_TEXT, BP_FORMAT_JSON, BP_FORMAT_SVG};
+    const char first[] = {'b', '{', '<'};
+    for (int i = 0; i < 3; i++) {
+        collector c = {pool, bp_buf_new(pool, 0, 0), 0, 0};
+        REQUIRE(c.buf != NULL);
+        FILE *f = fopencookie(&c, "w", (cookie_io_functions_t){.write = collect});
+        REQUIRE(f != NULL);
+        setvbuf(f, NULL, _IONBF, 0); /* every fprintf reaches collect */
+        CHECK_EQ(bp_pool_print_stats(pool, f, formats[i]), BP_OK);
+        fclose(f);
+        CHECK_EQ(c.locked_writes, 0);
+        CHECK(c.writes > 0 && bp_buf_readable(c.buf) > 100);
+        uint8_t lead = 0;
+        CHECK(bp_buf_get_u8(c.buf, 0, &lead) == BP_OK && lead == (uint8_t)first[i]);
+        if (c.locked_writes != 0)
+            fprintf(stderr, "  format %d: %d of %d writes under an arena lock\n", i,
+                    c.locked_writes, c.writes);
+        bp_buf_release(c.buf);
+    }
+    for (int i = 0; i < 9; i++)
+        bp_free(keep[i]);
+    bp_pool_destroy(pool);
+}
+
+/* ---- snapshots under traffic ------------------------------------------------------------ */
+
+#define RING 512
+
+/* Blocks from the producer to the consumer: a single-producer single-consumer ring. */
+typedef struct traffic {
+    bp_pool *pool;
+    long items;
+    void *slot[RING];
+    unsigned head, tail; /* atomic: consumer's and producer's positions */
+    int done;            /* atomic: both have finished */
+    long snapshots, bad_snapshots;
+} traffic;
+
+/* Allocates 64-byte blocks and fills them (their first word too, which links a block while
+ * it waits in a transfer cache): its refills take what the consumer's overflows pushed. */
+static void *produce(void *arg)
+{
+    traffic *t = arg;
+    for (long i = 0; i < t->items; i++) {
+        void *p = bp_alloc(t->pool, 64);
+        if (p == NULL) /* the checks run on the main thread: the counters are not atomic */
+            abort();
+        memset(p, 0xa5, 64);
+        unsigned tail = __atomic_load_n(&t->tail, __ATOMIC_RELAXED);
+        while (tail - __atomic_load_n(&t->head, __ATOMIC_ACQUIRE) == RING)
+            sched_yield();
+        t->slot[tail % RING] = p;
+        __atomic_store_n(&t->tail, tail + 1, __ATOMIC_RELEASE);
+    }
+    return NULL;
+}
+
+static void *consume(void *arg)
+{
+    traffic *t = arg;
+    for (long i = 0; i < t->items; i++) {
+        unsigned head = __atomic_load_n(&t->head, __ATOMIC_RELAXED);
+        while (__atomic_load_n(&t->tail, __ATOMIC_ACQUIRE) == head)
+            sched_yield();
+        void *p = t->slot[head % RING];
+        __atomic_store_n(&t->head, head + 1, __ATOMIC_RELEASE);
+        bp_free(p); /* its bin overflows into the producer's arena's transfer cache */
+    }
+    return NULL;
+}
+
+static void *snapshot(void *arg)
+{
+    traffic *t = arg;
+    FILE *devnull = fopen("/dev/null", "w");
+    while (devnull != NULL && !__atomic_load_n(&t->done, __ATOMIC_ACQUIRE)) {
+        bp_stats s;
+        s.struct_size = sizeof s;
+        t->bad_snapshots += bp_pool_stats(t->pool, &s) != BP_OK;
+        t->bad_snapshots += s.transfer_bytes % 64 != 0 || s.transfer_bytes > s.active_bytes;
+        if (++t->snapshots % 16 == 0)
+            t->bad_snapshots += bp_pool_print_stats(t->pool, devnull, BP_FORMAT_JSON) != BP_OK;
+    }
+    if (devnull == NULL)
+        t->bad_snapshots++;
+    else
+        fclose(devnull);
+    return NULL;
+}
+
+static void test_snapshots_under_transfer_traffic(void)
+{
+    bp_config cfg;
+    bp_config_defaults(&cfg);
+    cfg.arenas = 2;
+    bp_pool *pool = bp_pool_new(&cfg);
+    REQUIRE(pool != NULL);
+    const char *san = getenv("BP_SANITIZER");
+    static traffic t;
+    memset(&t, 0, sizeof t);
+    t.pool = pool;
+    t.items = san != NULL && *san != '\0' ? 100000 : 1000000;
+    pthread_t prod, cons, snap;
+    REQUIRE(pthread_create(&snap, NULL, snapshot, &t) == 0);
+    REQUIRE(pthread_create(&prod, NULL, produce, &t) == 0);
+    REQUIRE(pthread_create(&cons, NULL, consume, &t) == 0);
+    pthread_join(prod, NULL);
+    pthread_join(cons, NULL);
+    __atomic_store_n(&t.done, 1, __ATOMIC_RELEASE);
+    pthread_join(snap, NULL);
+    CHECK(t.snapshots > 0);
+    CHECK_EQ(t.bad_snapshots, 0);
+    /* both threads gave their caches back at exit: what is still live waits in transfer
+     * caches, pushed while the producer's arena still had its thread */
+    bp_stats s;
+    s.struct_size = sizeof s;
+    REQUIRE(bp_pool_stats(pool, &s) == BP_OK);
+    CHECK_EQ(s.active_bytes, s.transfer_bytes);
+    CHECK_EQ(bp_pool_check(pool), 0);
+    printf("  %ld blocks through transfer caches, %ld snapshots\n", t.items, t.snapshots);
+    bp_pool_destroy(pool);
+}
+
+/* transfer_bytes is exact when no thread is pushing or taking: after blocks of another
+ * arena overflowed this thread's cache, and after that arena's thread took them back. */
+typedef struct holder {
+    bp_pool *pool;
+    void *blocks[1000];
+    pthread_barrier_t step;
+} holder;
+
+static void *hold_then_take(void *arg)
+{
+    holder *h = arg;
+    for (int i = 0; i < 1000; i++)
+        h->blocks[i] = bp_alloc(h->pool, 64);
+    pthread_barrier_wait(&h->step); /* the main thread frees them */
+    pthread_barrier_wait(&h->step);
+    void *more[300];
+    for (int i = 0; i < 300; i++) /* more than its bin held: it refills from the transfers */
+        more[i] = bp_alloc(h->pool, 64);
+    pthread_barrier_wait(&h->step);
+    pthread_barrier_wait(&h->step);
+    for (int i = 0; i < 300; i++)
+        bp_free(more[i]);
+    return NULL;
+}
+
+static void test_transfer_bytes_exact(void)
+{
+    bp_config cfg;
+    bp_config_defaults(&cfg);
+    cfg.arenas = 2;
+    static holder h;
+    h.pool = bp_pool_new(&cfg);
+    REQUIRE(h.pool != NULL);
+    pthread_barrier_init(&h.step, NULL, 2);
+    pthread_t t;
+    REQUIRE(pthread_create(&t, NULL, hold_then_take, &h) == 0);
+    pthread_barrier_wait(&h.step);
+    for (int i = 0; i < 1000; i++) /* this thread is bound to the other arena */
+        bp_free(h.blocks[i]);
+    bp_stats s;
+    s.struct_size = sizeof s;
+    REQUIRE(bp_pool_stats(h.pool, &s) == BP_OK);
+    unsigned c64 = bp_size_to_class(&h.pool->sc, 64);
+    CHECK(s.class_stats[c64].cached < 1000);
+    CHECK_EQ(s.transfer_bytes, (1000 - s.class_stats[c64].cached) * 64);
+    pthread_barrier_wait(&h.step);
+    pthread_barrier_wait(&h.step);
+    REQUIRE(bp_pool_stats(h.pool, &s) == BP_OK);
+    CHECK_EQ(s.transfer_bytes, 0);
+    pthread_barrier_wait(&h.step);
+    pthread_join(t, NULL);
+    pthread_barrier_destroy(&h.step);
+    bp_pool_destroy(h.pool);
+}
+
+/* mapped_bytes never passes memory_limit, even when the snapshot reads one arena before a
+ * block is freed there and another after a block was mapped in it. The main thread holds
+ * arena 1's lock until the snapshot waits for it, having read arena 0. */
+typedef struct limit_race {
+    bp_pool *pool;
+    bp_stats s;
+} limit_race;
+
+static void *take_snapshot(void *arg)
+{
+    limit_race *r = arg;
+    r->s.struct_size = sizeof r->s;
+    return bp_pool_stats(r->pool, &r->s) == BP_OK ? NULL : (void *)1;
+}
+
+static void test_mapped_within_limit(void)
+{
+    bp_config cfg;
+    bp_config_defaults(&cfg);
+    cfg.arenas = 3;
+    cfg.memory_limit = (size_t)6 << 20;
+    static limit_race r;
+    r.pool = bp_pool_new(&cfg);
+    REQUIRE(r.pool != NULL);
+    size_t huge = (size_t)5 << 20;
+    void *first = bp_arena_alloc_huge(&r.pool->arenas[0], huge, 0);
+    REQUIRE(first != NULL);
+    bp_lock *lock1 = &r.pool->arenas[1].lock;
+    bp_lock_acquire(lock1);
+    pthread_t t;
+    REQUIRE(pthread_create(&t, NULL, take_snapshot, &r) == 0);
+    while (__atomic_load_n(&lock1->state, __ATOMIC_ACQUIRE) != 2) /* it sleeps on the lock */
+        sched_yield();
+    bp_free(first);
+    void *second = bp_arena_alloc_huge(&r.pool->arenas[2], huge, 0);
+    REQUIRE(second != NULL); /* the limit held: one block at a time */
+    bp_lock_release(lock1);
+    void *failed;
+    pthread_join(t, &failed);
+    CHECK(failed == NULL);
+    CHECK(r.s.mapped_bytes <= cfg.memory_limit);
+    CHECK_EQ(r.s.mapped_bytes, huge);
+    bp_free(second);
+    bp_pool_destroy(r.pool);
 }
 
 /* What bp_options_apply says, captured from stderr. */
@@ -278,6 +718,13 @@ int main(void)
     RUN(test_snapshot);
     RUN(test_cache_hits);
     RUN(test_json_and_svg);
+    RUN(test_program_allocations);
+    RUN(test_version1_caller);
+    RUN(test_svg_subpage_runs);
+    RUN(test_report_into_pool_stream);
+    RUN(test_snapshots_under_transfer_traffic);
+    RUN(test_transfer_bytes_exact);
+    RUN(test_mapped_within_limit);
     RUN(test_stats_print_at_exit);
     RUN(test_config_keys);
     return test_report();
