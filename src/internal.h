@@ -653,7 +653,7 @@ int bp_arena_check(bp_arena *arena);
  * bp_free stores at head[-1] unless head == full; bp_alloc loads head[0] unless
  * head == empty. The oldest entries sit next to `empty`; trim and overflow give those back.
  *
- * A thread reaches its cache for a pool through bp_tls_bins[pool->tc_slot]. Every slot
+ * A thread reaches its cache for a pool through bp_tls.bins[pool->tc_slot]. Every slot
  * starts at the static empty cache, whose bins have head == empty == full == NULL: alloc
  * misses, free overflows, both land in the slow path, which sets the thread up. So the fast paths
  * never ask "initialised?", and nothing ever writes to the shared static objects. Bin 0 stays in
@@ -687,8 +687,8 @@ struct bp_tcache {
     bp_arena *arena;                  /* the arena this thread is bound to in the pool */
     bp_tcache *pool_prev, *pool_next; /* the pool's caches (registry lock) */
     size_t map_size;
-    bp_tcache_bin **owner_slot; /* the owner thread's bp_tls_bins[slot], for a reclaimer */
-    uint32_t *owner_busy;       /* the owner thread's bp_tls_busy */
+    bp_tcache_bin **owner_slot; /* the owner thread's bp_tls.bins[slot], for a reclaimer */
+    uint32_t *owner_busy;       /* the owner thread's bp_tls.busy */
     uint64_t last_active_ms;    /* monotonic time of the owner's last refill or trim (atomic) */
     uint64_t hits_total;        /* hits summed at each trim and flush; read by stats (atomic) */
     size_t cached_bytes;        /* bytes in the bins at the last trim or flush (atomic) */
@@ -697,18 +697,23 @@ struct bp_tcache {
 };
 _Static_assert(sizeof(bp_tcache_bin) == BP_BIN_SIZE, "unit_info encodes bin offsets");
 
-/* This thread's bins per pool slot (a cache's `bins`); the last slot never holds a real
- * cache. The fast paths add a byte offset (bp_bin_offset) to reach a bin. */
-extern bp_hidden __thread bp_tcache_bin *bp_tls_bins[BP_TCACHE_SLOTS + 1]
-    __attribute__((tls_model("initial-exec")));
+/* What the fast paths read of the thread: the handshake's busy flag (below) and the bins
+ * per pool slot (a cache's `bins`; the last slot never holds a real cache; the fast paths add
+ * a byte offset, bp_bin_offset, to reach a bin). One object, so one thread-pointer address
+ * serves the flag and the bins load (and one GOT entry in the shared library). */
+typedef struct bp_tls_state {
+    bp_tcache_bin *bins[BP_TCACHE_SLOTS + 1];
+    uint32_t busy; /* 1 while the thread uses its bins */
+} bp_tls_state;
+extern bp_hidden __thread bp_tls_state bp_tls __attribute__((tls_model("initial-exec")));
 
 /* Reclaiming another thread's cache (bp_pool_trim, idle caches) without an atomic on the
  * owner's side: an asymmetric handshake.
  *
  *   owner, around every use of its bins       reclaimer (holding the registry lock)
- *     busy = 1                                  swap the owner's bp_tls_bins[slot] to the
+ *     busy = 1                                  swap the owner's bp_tls.bins[slot] to the
  *     (compiler barrier)                        static empty cache
- *     bins = bp_tls_bins[slot]   (acquire)      membarrier(): every thread of the process
+ *     bins = bp_tls.bins[slot]   (acquire)      membarrier(): every thread of the process
  *     ... pop or push ...                         passes a full barrier
  *     busy = 0                   (release)      wait until the owner's busy == 0
  *                                               flush the bins; put the pointer back
@@ -720,20 +725,35 @@ extern bp_hidden __thread bp_tcache_bin *bp_tls_bins[BP_TCACHE_SLOTS + 1]
  * operation. busy is never held while taking the registry lock (the reclaimer holds it while
  * it waits), and operations do not nest. Without membarrier (old kernels, seccomp) threads
  * reclaim only their own caches. */
-extern bp_hidden __thread uint32_t bp_tls_busy __attribute__((tls_model("initial-exec")));
+/* The address of this thread's bp_tls. On x86-64 it is formed once, in two instructions,
+ * and every access goes through it; compilers otherwise redo the %fs-relative address
+ * arithmetic for each of the three accesses of a fast path. */
+bp_inline bp_tls_state *bp_tls_self(void)
+{
+#if defined(__x86_64__) && defined(__GNUC__)
+    bp_tls_state *t;
+    __asm__("movq bp_tls@gottpoff(%%rip), %0\n\taddq %%fs:0, %0" : "=r"(t));
+    return t;
+#else
+    return &bp_tls;
+#endif
+}
 
 bp_inline void bp_tcache_enter(void)
 {
-    __atomic_store_n(&bp_tls_busy, 1, __ATOMIC_RELAXED);
+    bp_tls_state *t = bp_tls_self();
+    __atomic_store_n(&t->busy, 1, __ATOMIC_RELAXED);
     __atomic_signal_fence(__ATOMIC_SEQ_CST); /* the store stays before the bins load */
 }
 bp_inline bp_tcache_bin *bp_tcache_bins(uint32_t slot)
 {
-    return __atomic_load_n(&bp_tls_bins[slot], __ATOMIC_ACQUIRE);
+    bp_tls_state *t = bp_tls_self();
+    return __atomic_load_n(&t->bins[slot], __ATOMIC_ACQUIRE);
 }
 bp_inline void bp_tcache_leave(void)
 {
-    __atomic_store_n(&bp_tls_busy, 0, __ATOMIC_RELEASE);
+    bp_tls_state *t = bp_tls_self();
+    __atomic_store_n(&t->busy, 0, __ATOMIC_RELEASE);
 }
 
 bp_inline bp_tcache *bp_tcache_of(bp_tcache_bin *bins)
@@ -784,7 +804,7 @@ void *bp_alloc_aligned_huge(bp_pool *pool, size_t align, size_t size);
  * ------------------------------------------------------------------------------------------ */
 struct bp_pool {
     bp_size_classes sc; /* first: the fast path's lookup table is at a small offset */
-    uint32_t tc_slot;   /* slot in bp_tls_bins; BP_TCACHE_SLOTS = uncached */
+    uint32_t tc_slot;   /* slot in bp_tls.bins; BP_TCACHE_SLOTS = uncached */
     bp_config config;   /* as resolved at bp_pool_new (defaults filled in) */
     bp_os os;           /* copied from config.os */
     size_t page_size, chunk_size;

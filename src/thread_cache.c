@@ -20,20 +20,18 @@ static union {
 } empty_storage;
 #define EMPTY_CACHE (&empty_storage.tc)
 
-__thread bp_tcache_bin *bp_tls_bins[BP_TCACHE_SLOTS + 1] = {
-    [0 ... BP_TCACHE_SLOTS] = empty_storage.tc.bins,
+__thread bp_tls_state bp_tls = {
+    .bins = {[0 ... BP_TCACHE_SLOTS] = empty_storage.tc.bins},
 };
 
-__thread uint32_t bp_tls_busy;
-
-/* This thread's own cache per slot (NULL: none). bp_tls_bins[slot] shows its bins, except
+/* This thread's own cache per slot (NULL: none). bp_tls.bins[slot] shows its bins, except
  * while a reclaimer holds the cache (then the static empty cache). */
 static __thread bp_tcache *tls_caches[BP_TCACHE_SLOTS];
 
 static void set_slot_cache(unsigned slot, bp_tcache *tc)
 {
     tls_caches[slot] = tc == EMPTY_CACHE ? NULL : tc;
-    __atomic_store_n(&bp_tls_bins[slot], tc->bins, __ATOMIC_RELEASE);
+    __atomic_store_n(&bp_tls.bins[slot], tc->bins, __ATOMIC_RELEASE);
 }
 
 /* NEW: no cache yet; LIVE: caches are created on demand and flushed at exit; DEAD: the thread
@@ -44,7 +42,7 @@ static __thread unsigned char thread_state;
 /* Guards slot allocation, every pool's list of caches, arena binding counts, a cache's
  * `pool` field once the cache is published, and reclaiming: a reclaimer holds it throughout,
  * so an owner that finds its bins taken waits for it. Taken before any arena lock, never
- * after, and never by a thread with bp_tls_busy set. */
+ * after, and never by a thread with bp_tls.busy set. */
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
 static uint64_t slots_used;
 
@@ -180,8 +178,8 @@ static bp_tcache *tcache_new(bp_pool *pool)
     tc->nbins = nbins;
     tc->map_size = map_size;
     tc->countdown = (int32_t)pool->config.trim_interval;
-    tc->owner_slot = &bp_tls_bins[pool->tc_slot];
-    tc->owner_busy = &bp_tls_busy;
+    tc->owner_slot = &bp_tls.bins[pool->tc_slot];
+    tc->owner_busy = &bp_tls.busy;
     tc->last_active_ms = bp_now_ms();
     void **stack = (void **)((char *)tc + stacks);
     for (unsigned cls = 0; cls < pool->sc.nclasses; cls++) {
