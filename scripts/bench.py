@@ -3,11 +3,13 @@
 
 Every workload of bench/bench.c runs through bufpool's API and through malloc under glibc
 and, when installed, Debian's jemalloc, mimalloc and tcmalloc (LD_PRELOAD), and bufpool's
-own malloc library when it is built. Prints a table of time per operation with bufpool's
-ratio against each allocator, and writes results.json, table.md and ratios.svg.
+own malloc library when it is built. Prints a table of time per operation (the median of
+--repeat runs) and memory figures with bufpool's ratio against each allocator, and writes
+results.json, results.md and ratios.svg.
 
   scripts/bench.py [--quick] [--repeat N] [--build DIR] [--out DIR]
   scripts/bench.py --icount [--build DIR] [--out DIR]   # callgrind instructions per op
+  scripts/bench.py --self-test                          # the table and chart code
 """
 import argparse
 import datetime
@@ -17,9 +19,11 @@ import math
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
+from xml.sax.saxutils import escape, quoteattr
 
 GROUPS = ["seeds", "pairs", "batches", "replace", "prodcons", "server", "churn", "buffers",
           "memory"]
@@ -88,7 +92,7 @@ def better_is_lower(metric):
 
 def ratio(bufpool, other, metric):
     """How many times better bufpool is: > 1 means bufpool wins."""
-    if bufpool <= 0 or other <= 0:
+    if bufpool is None or other is None or bufpool <= 0 or other <= 0:
         return None
     return other / bufpool if better_is_lower(metric) else bufpool / other
 
@@ -103,13 +107,36 @@ def fmt(v):
     return f"{v:.2f}"
 
 
-def table(results, names, unit_label):
+UNIT_WORDS = {"x": "ratio", "Ir": "instructions"}
+
+
+def metric_label(metric, unit):
+    """The metric with its unit, said once: "ns/op", "instructions/op", "retained-after-trim
+    (MiB)", "peak-rss/requested (ratio)"."""
+    word = UNIT_WORDS.get(unit, unit)
+    if metric.split("/")[0] in (unit, word):
+        return metric
+    return f"{metric} ({word})"
+
+
+def legend(repeat=None):
+    """What the table's figures and its (x) mean, for every kind of row; with the runs each
+    timed figure is the median of, when given."""
+    text = ("every figure is lower-is-better (time, instructions, memory, system calls); "
+            "(x) = that allocator's figure / bufpool's, so above 1 bufpool is better: "
+            "faster, fewer instructions, less memory, fewer calls")
+    if repeat is not None:
+        text += f" (times: median of {repeat} runs)" if repeat > 1 else " (times: one run)"
+    return text
+
+
+def table(results, names):
     figures = []
     for r in results[names[0]]:
         figures.append((r["figure"], r["metric"], r["unit"]))
     head = ["figure", "metric"] + [names[0]] + [f"{n} (x)" for n in names[1:]]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    text = [f"{'figure':<12} {'metric':<22} " + " ".join(f"{h:>16}" for h in names)]
+    text = [f"{'figure':<12} {'metric':<30} " + " ".join(f"{h:>16}" for h in names)]
     for fig, metric, unit in figures:
         values = {}
         for n in names:
@@ -120,60 +147,155 @@ def table(results, names, unit_label):
         cells, tcells = [fmt(base)], [f"{fmt(base):>16}"]
         for n in names[1:]:
             v = values.get(n)
-            comparable = metric.startswith("ns") or metric.startswith("instructions")
-            rt = ratio(base, v, metric) if (v is not None and base is not None and
-                                              comparable) else None
+            rt = ratio(base, v, metric)
             cell = f"{fmt(v)} ({fmt(rt)})" if rt is not None else fmt(v)
             cells.append(cell)
             tcells.append(f"{cell:>16}")
-        lines.append(f"| {fig} | {metric} {unit_label(unit)} | " + " | ".join(cells) + " |")
-        text.append(f"{fig:<12} {metric + ' ' + unit_label(unit):<22} " + " ".join(tcells))
+        label = metric_label(metric, unit)
+        lines.append(f"| {fig} | {label} | " + " | ".join(cells) + " |")
+        text.append(f"{fig:<12} {label:<30} " + " ".join(tcells))
     return "\n".join(text), "\n".join(lines)
 
 
+# ---- the chart --------------------------------------------------------------------------
+# Bars on a log axis of powers of two, fitted to the ratios but kept within these bounds; a
+# ratio past them is drawn to the edge, cut by a break mark, and labelled with its value.
+AXIS_MIN, AXIS_MAX = 1 / 16, 256
+COLORS = ["#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#b07aa1", "#76b7b2"]
+
+
+def chart_rows(results, names):
+    """The chart's rows: (label, metric, {allocator: ratio or None}) for the time panel and
+    for the memory panel (every other metric), and (label, why) for rows not drawn."""
+    time_rows, memory_rows, left_out = [], [], []
+    for r in results[names[0]]:
+        fig, metric = r["figure"], r["metric"]
+        label = fig if metric.startswith("ns") else f"{fig} {metric}"
+        ratios = {}
+        for n in names[1:]:
+            v = next((o["value"] for o in results[n]
+                      if o["figure"] == fig and o["metric"] == metric), None)
+            ratios[n] = ratio(r["value"], v, metric)
+        if all(rt is None for rt in ratios.values()):
+            why = (f"bufpool's figure is {fmt(r['value'])}: no ratio" if r["value"] <= 0
+                   else "no other allocator has this figure")
+            left_out.append((label, why))
+            continue
+        (time_rows if metric.startswith("ns") else memory_rows).append((label, metric, ratios))
+    return time_rows, memory_rows, left_out
+
+
+def axis_bounds(rows):
+    ratios = [rt for _, _, rs in rows for rt in rs.values() if rt is not None]
+    lo = min([0.5] + ratios)
+    hi = max([2.0] + ratios)
+    lo = max(AXIS_MIN, 2.0 ** math.floor(math.log2(lo)))
+    hi = min(AXIS_MAX, 2.0 ** math.ceil(math.log2(hi)))
+    return lo, hi
+
+
+def tick_label(t):
+    return f"{t:g}x" if t >= 1 else f"1/{round(1 / t)}x"
+
+
 def svg_chart(results, names, path, title):
-    """Horizontal bars: bufpool's speed-up against each allocator per figure (log scale)."""
-    figs = [r["figure"] for r in results[names[0]] if r["metric"].startswith("ns")]
+    """Horizontal bars, one per allocator and row: that allocator's figure over bufpool's on a
+    log scale, every bar labelled with its value. Time rows and memory rows (memory, system
+    calls) get a panel each; rows with no ratio are named at the bottom."""
     others = names[1:]
-    colors = ["#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#b07aa1", "#76b7b2"]
-    bar_h, gap, left, width = 9, 8, 110, 520
-    height = 60 + len(figs) * (len(others) * bar_h + gap) + 30
-    lo, hi = math.log10(0.25), math.log10(64)
+    time_rows, memory_rows, left_out = chart_rows(results, names)
+    bar_h, gap, name_w, gutter, width = 11, 7, 190, 46, 520
+    x0 = name_w + gutter
+    out = []
+    y = 24
+    out.append(f'<text x="10" y="{y}" font-size="14" font-weight="bold">{escape(title)}</text>')
+    y += 18
+    out.append(f'<text x="10" y="{y}">Each bar: the other allocator\'s figure divided by '
+               'bufpool\'s; right of 1x bufpool is better. Every figure is lower-is-better.</text>')
+    y += 14
+    out.append(f'<text x="10" y="{y}">A bar cut by a white break mark runs past the axis; its '
+               'label gives its value.</text>')
+    y += 12
+    panels = [("Time per operation", "right of 1x: bufpool is faster", time_rows),
+              ("Memory and system calls",
+               "right of 1x: bufpool holds less memory or makes fewer calls", memory_rows)]
+    for heading, sub, rows in panels:
+        if not rows:
+            continue
+        y += 20
+        out.append(f'<text x="10" y="{y}" font-size="12" font-weight="bold">{heading}</text>'
+                   f'<text x="{x0}" y="{y}" fill="#555">({sub})</text>')
+        y += 8
+        y = panel(out, rows, others, y, x0, width, bar_h, gap)
+    y += 22
+    if left_out:
+        what = "; ".join(f"{label} ({why})" for label, why in left_out)
+        out.append(f'<text class="note" x="10" y="{y}">Not drawn: {escape(what)}.</text>')
+    else:
+        out.append(f'<text class="note" x="10" y="{y}">Every row of the table is drawn.</text>')
+    y += 12
+    lx = x0 + width + 60
+    for i, n in enumerate(others):
+        out.append(f'<rect x="{lx}" y="{60 + i * 16}" width="10" height="10" '
+                   f'fill="{COLORS[i % len(COLORS)]}"/>')
+        out.append(f'<text x="{lx + 15}" y="{69 + i * 16}">vs {escape(n)}</text>')
+    head = (f'<svg xmlns="http://www.w3.org/2000/svg" width="{lx + 120}" height="{y}" '
+            f'font-family="sans-serif" font-size="11">')
+    with open(path, "w") as f:
+        f.write("\n".join([head] + out + ["</svg>"]) + "\n")
+
+
+def panel(out, rows, others, y, x0, width, bar_h, gap):
+    """One panel of bars from y down; returns the y below it."""
+    lo, hi = axis_bounds(rows)
 
     def x(v):
-        v = min(max(v, 0.25), 64)
-        return left + (math.log10(v) - lo) / (hi - lo) * width
+        v = min(max(v, lo), hi)
+        return x0 + (math.log2(v) - math.log2(lo)) / (math.log2(hi) - math.log2(lo)) * width
 
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{left + width + 150}" '
-           f'height="{height}" font-family="sans-serif" font-size="11">',
-           f'<text x="{left}" y="18" font-size="13" font-weight="bold">{title}</text>']
-    for tick in [0.25, 0.5, 1, 2, 4, 8, 16, 32, 64]:
-        out.append(f'<line x1="{x(tick):.1f}" y1="30" x2="{x(tick):.1f}" y2="{height - 25}" '
-                   f'stroke="{"#333" if tick == 1 else "#ddd"}"/>')
-        out.append(f'<text x="{x(tick):.1f}" y="{height - 10}" text-anchor="middle">{tick}x</text>')
-    y = 40
-    for fig in figs:
-        out.append(f'<text x="{left - 6}" y="{y + len(others) * bar_h / 2 + 4:.1f}" '
-                   f'text-anchor="end">{fig}</text>')
-        base = next(r["value"] for r in results[names[0]] if r["figure"] == fig)
+    top = y
+    bottom = y + len(rows) * (len(others) * bar_h + gap) + 4
+    out.append(f'<g class="panel" data-lo="{lo:g}" data-hi="{hi:g}" data-x0="{x0}" '
+               f'data-width="{width}">')
+    t = lo
+    while t <= hi * 1.0001:
+        out.append(f'<line x1="{x(t):.1f}" y1="{top}" x2="{x(t):.1f}" y2="{bottom}" '
+                   f'stroke="{"#333" if t == 1 else "#ddd"}"/>')
+        out.append(f'<text x="{x(t):.1f}" y="{bottom + 12}" text-anchor="middle">'
+                   f'{tick_label(t)}</text>')
+        t *= 2
+    y += 4
+    for label, _, ratios in rows:
+        out.append(f'<text x="{x0 - gap - 40}" y="{y + len(others) * bar_h / 2 + 4:.1f}" '
+                   f'text-anchor="end">{escape(label)}</text>')
         for i, n in enumerate(others):
-            v = next((r["value"] for r in results[n] if r["figure"] == fig), None)
-            rt = ratio(base, v, "ns/op") if v else None
-            if rt:
-                x0, x1 = sorted([x(1), x(rt)])
-                out.append(f'<rect x="{x0:.1f}" y="{y}" width="{max(x1 - x0, 1):.1f}" '
-                           f'height="{bar_h - 1}" fill="{colors[i % len(colors)]}"/>')
+            rt = ratios.get(n)
+            ids = f'data-row={quoteattr(label)} data-vs={quoteattr(n)}'
+            if rt is None:
+                out.append(f'<text class="value" {ids} x="{x(1) + 3:.1f}" y="{y + bar_h - 2}" '
+                           f'font-size="9" fill="#777">no figure</text>')
+                y += bar_h
+                continue
+            end = x(rt)
+            x_a, x_b = sorted([x(1), end])
+            out.append(f'<rect class="bar" {ids} data-ratio="{rt:.6g}" x="{x_a:.1f}" y="{y}" '
+                       f'width="{max(x_b - x_a, 1):.1f}" height="{bar_h - 1}" '
+                       f'fill="{COLORS[i % len(COLORS)]}"/>')
+            if rt > hi or rt < lo:  # the break: two white slashes near the cut end
+                inward = -1 if rt > hi else 1
+                marks = "".join(
+                    f'<line x1="{end + inward * d - 2:.1f}" y1="{y + bar_h}" '
+                    f'x2="{end + inward * d + 2:.1f}" y2="{y - 1}" stroke="white" '
+                    f'stroke-width="1.5"/>' for d in (5, 9))
+                out.append(f'<g class="break" {ids}>{marks}</g>')
+            right = rt >= 1
+            out.append(f'<text class="value" {ids} x="{end + (3 if right else -3):.1f}" '
+                       f'y="{y + bar_h - 2}" font-size="9" '
+                       f'text-anchor="{"start" if right else "end"}">{fmt(rt)}x</text>')
             y += bar_h
         y += gap
-    for i, n in enumerate(others):
-        out.append(f'<rect x="{left + width + 15}" y="{40 + i * 16}" width="10" height="10" '
-                   f'fill="{colors[i % len(colors)]}"/>')
-        out.append(f'<text x="{left + width + 30}" y="{49 + i * 16}">vs {n}</text>')
-    out.append(f'<text x="{left + width + 15}" y="{60 + len(others) * 16}">right of 1x:</text>')
-    out.append(f'<text x="{left + width + 15}" y="{74 + len(others) * 16}">bufpool faster</text>')
-    out.append("</svg>")
-    with open(path, "w") as f:
-        f.write("\n".join(out) + "\n")
+    out.append("</g>")
+    return bottom + 18
 
 
 def syscall_counts(exe, api, preload, scale):
@@ -196,32 +318,43 @@ def syscall_counts(exe, api, preload, scale):
     return calls
 
 
+def median_rows(runs):
+    """One row list from the rows of several runs of a workload: each figure's median, with
+    every run's value kept under "runs" (a figure's spread shows how noisy it was)."""
+    rows = [dict(r) for r in runs[0]]
+    if len(runs) > 1:
+        for i, row in enumerate(rows):
+            values = [run[i]["value"] for run in runs]
+            row["value"] = statistics.median(values)
+            row["runs"] = values
+    return rows
+
+
 def timing(args, exe, allocs):
+    """Every group run `repeat` times per allocator (memory once: it measures sizes, not
+    time), the allocators taking turns within each round so that a burst of load on the
+    machine falls on all of them rather than on one; medians reported."""
     names = [a[0] for a in allocs]
     scale = 0.05 if args.quick else 1.0
     repeat = 1 if args.quick else args.repeat
     results = {n: [] for n in names}
     for gi, group in enumerate(GROUPS):
         reps = 1 if group == "memory" else repeat
-        print(f"[{gi + 1}/{len(GROUPS)}] {group}: " + " ".join(names), file=sys.stderr,
-              flush=True)
+        print(f"[{gi + 1}/{len(GROUPS)}] {group} ({reps} run{'s' if reps > 1 else ''}): " +
+              " ".join(names), file=sys.stderr, flush=True)
+        runs = {n: [] for n in names}
+        for _ in range(reps):
+            for name, api, preload in allocs:
+                runs[name].append(run_bench(exe, api, preload, group, scale))
         for name, api, preload in allocs:
-            best = None
-            for _ in range(reps):
-                rows = run_bench(exe, api, preload, group, scale)
-                if best is None:
-                    best = rows
-                else:  # keep the faster of the repetitions (less noise from the machine)
-                    for b, r in zip(best, rows):
-                        if r["metric"].startswith("ns") and r["value"] < b["value"]:
-                            b["value"] = r["value"]
-            results[name].extend(best)
+            rows = median_rows(runs[name])
+            results[name].extend(rows)
             if group == "churn":
                 calls = syscall_counts(exe, api, preload, scale)
                 if calls is not None:
                     results[name].append({"figure": "churn", "metric": "mmap+munmap+madvise",
                                           "value": float(calls), "unit": "calls",
-                                          "ops": best[0]["ops"]})
+                                          "ops": rows[0]["ops"]})
     return results
 
 
@@ -249,14 +382,148 @@ def icount(args, exe, allocs):
     return results
 
 
+def self_test():
+    """The table and chart from synthetic figures: ratios far past the axis both ways, one
+    exactly even, memory rows, a row with no ratio. Returns the failures (none: [])."""
+    import xml.etree.ElementTree as ET
+
+    fails = []
+
+    def check(cond, what):
+        if not cond:
+            fails.append(what)
+
+    def ns(fig, v):
+        return {"figure": fig, "metric": "ns/op", "value": v, "unit": "ns", "ops": 1e6}
+
+    def mem(metric, unit, v):
+        return {"figure": "memory", "metric": metric, "value": v, "unit": unit, "ops": 1e5}
+
+    names = ["bufpool", "glibc", "tcmalloc"]
+    results = {  # bufpool's figures, then the others' as multiples of them
+        "bufpool": [ns("far-ahead", 10), ns("far-behind", 100), ns("even", 50), ns("double", 10),
+                    mem("peak-rss/requested", "x", 1.25), mem("retained-after-trim", "MiB", 0.0),
+                    {"figure": "churn", "metric": "mmap+munmap+madvise", "value": 20.0,
+                     "unit": "calls", "ops": 1e4}],
+        "glibc": [ns("far-ahead", 10000), ns("far-behind", 1), ns("even", 50), ns("double", 20),
+                  mem("peak-rss/requested", "x", 1.0), mem("retained-after-trim", "MiB", 2.0),
+                  {"figure": "churn", "metric": "mmap+munmap+madvise", "value": 40.0,
+                   "unit": "calls", "ops": 1e4}],
+        "tcmalloc": [ns("far-ahead", 1250), ns("far-behind", 14), ns("even", 50),
+                     ns("double", 20), mem("peak-rss/requested", "x", 2.5),
+                     mem("retained-after-trim", "MiB", 50.0)],
+    }
+    expected = {  # (row label, allocator): ratio; every one of them must be drawn
+        ("far-ahead", "glibc"): 1000, ("far-ahead", "tcmalloc"): 125,
+        ("far-behind", "glibc"): 0.01, ("far-behind", "tcmalloc"): 0.14,
+        ("even", "glibc"): 1, ("even", "tcmalloc"): 1,
+        ("double", "glibc"): 2, ("double", "tcmalloc"): 2,
+        ("memory peak-rss/requested", "glibc"): 0.8,
+        ("memory peak-rss/requested", "tcmalloc"): 2,
+        ("churn mmap+munmap+madvise", "glibc"): 2,
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "ratios.svg")
+        svg_chart(results, names, path, "self-test")
+        with open(path) as f:
+            svg = f.read()
+    try:
+        root = ET.fromstring(svg)
+    except ET.ParseError as e:
+        return [f"the chart is not well-formed SVG: {e}"]
+    ns_svg = "{http://www.w3.org/2000/svg}"
+    everything = list(root.iter())
+
+    def of_class(cls):
+        return [e for e in everything if e.get("class") == cls]
+
+    bars = {(e.get("data-row"), e.get("data-vs")): e for e in of_class("bar")}
+    labels = {(e.get("data-row"), e.get("data-vs")): "".join(e.itertext())
+              for e in of_class("value")}
+    breaks = {(e.get("data-row"), e.get("data-vs")) for e in of_class("break")}
+    for key, rt in expected.items():
+        check(key in bars, f"no bar for {key}")
+        check(labels.get(key) == f"{fmt(rt)}x",
+              f"{key}: label {labels.get(key)!r}, expected {fmt(rt)}x")
+    check(labels.get(("churn mmap+munmap+madvise", "tcmalloc")) == "no figure",
+          "a row an allocator lacks is not labelled 'no figure'")
+    for e in of_class("panel"):
+        lo, hi = float(e.get("data-lo")), float(e.get("data-hi"))
+        x0, width = float(e.get("data-x0")), float(e.get("data-width"))
+        check(AXIS_MIN <= lo <= 0.5 and 2 <= hi <= AXIS_MAX, f"axis {lo}..{hi} out of bounds")
+        for bar in e.iter(ns_svg + "rect"):
+            if bar.get("class") != "bar":
+                continue
+            key = (bar.get("data-row"), bar.get("data-vs"))
+            rt = float(bar.get("data-ratio"))
+            a, w = float(bar.get("x")), float(bar.get("width"))
+            check(x0 - 0.1 <= a and a + w <= x0 + width + 0.1, f"{key}: bar outside the axis")
+            clipped = rt > hi or rt < lo
+            check((key in breaks) == clipped,
+                  f"{key}: ratio {rt} on axis {lo:g}..{hi:g}, break mark {key in breaks}")
+            want = min(max(rt, lo), hi)
+            one = x0 + (0 - math.log2(lo)) / (math.log2(hi) - math.log2(lo)) * width
+            end = x0 + (math.log2(want) - math.log2(lo)) / (math.log2(hi) - math.log2(lo)) * width
+            got = a + w if rt >= 1 else a
+            check(abs(got - end) <= 0.2 or abs(end - one) < 1,
+                  f"{key}: bar ends at {got:.1f}, expected {end:.1f} (ratio {rt})")
+    check(("far-ahead", "glibc") in breaks and ("far-behind", "glibc") in breaks,
+          "the ratios past the axis (1000x, 0.01x) carry no break mark")
+    check(("far-ahead", "tcmalloc") not in breaks and ("far-behind", "tcmalloc") not in breaks,
+          "125x and 0.14x are cut although the axis can show them")
+    notes = " ".join("".join(e.itertext()) for e in of_class("note"))
+    check("memory retained-after-trim" in notes and "bufpool's figure is 0" in notes,
+          f"the rows not drawn are not named with the reason: {notes!r}")
+    check("break mark" in svg and "right of 1x" in svg, "the chart's legend is missing")
+
+    text, md = table(results, names)
+    for kind, t in (("text", text), ("markdown", md)):
+        check("ns/op (ns)" not in t, f"the {kind} table doubles the unit: ns/op (ns)")
+        check("peak-rss/requested (ratio)" in t and "retained-after-trim (MiB)" in t,
+              f"the {kind} table's memory rows lack their units")
+    md_rows = {line.split(" | ")[1]: line for line in md.splitlines()[2:]}
+    check("40.0 (2.00)" in md_rows.get("mmap+munmap+madvise (calls)", ""),
+          "the system-call row has no ratio")
+    check("1.00 (0.80)" in md_rows.get("peak-rss/requested (ratio)", ""),
+          "the memory rows have no ratio")
+    check("lower-is-better" in legend(5) and "median of 5 runs" in legend(5) and
+          "one run" in legend(1) and "run" not in legend(),
+          "the legend does not say that lower is better and how figures were taken")
+    check("times faster" not in legend(1), "the legend speaks of time for every row")
+    med = median_rows([[ns("a", 3)], [ns("a", 1)], [ns("a", 2)]])
+    check(med[0]["value"] == 2 and med[0]["runs"] == [3, 1, 2], f"median of 3, 1, 2: {med}")
+    return fails
+
+
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--quick", action="store_true", help="every workload briefly (smoke test)")
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0],
+        epilog="Single runs of a workload on a shared machine differ by up to 2x; the median "
+               "of --repeat runs (the allocators taking turns) is what the table reports, and "
+               "results.json keeps every run's figure.")
+    ap.add_argument("--quick", action="store_true",
+                    help="every workload briefly, once (a smoke test: figures are not "
+                         "measurements); runs --self-test first")
     ap.add_argument("--icount", action="store_true", help="callgrind instruction counts")
-    ap.add_argument("--repeat", type=int, default=2, help="runs per figure, the best is kept")
+    ap.add_argument("--repeat", type=int, default=5, metavar="N",
+                    help="runs of each workload per allocator; the table shows their median "
+                         "(default 5; the memory figures run once)")
+    ap.add_argument("--self-test", action="store_true",
+                    help="check the table and chart code on synthetic figures, and exit")
     ap.add_argument("--build", default="build/release")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
+    if args.repeat < 1:
+        ap.error(f"--repeat {args.repeat}: at least 1")
+    if args.self_test or args.quick:
+        fails = self_test()
+        for f in fails:
+            print(f"self-test: {f}", file=sys.stderr)
+        if fails:
+            sys.exit(f"self-test: {len(fails)} failed")
+        print("self-test: table and chart ok", file=sys.stderr)
+        if args.self_test:
+            return
     exe = os.path.join(args.build, "bench")
     if not os.access(exe, os.X_OK):
         sys.exit(f"{exe} is not built (make bench builds it)")
@@ -275,9 +542,10 @@ def main():
         kind = "time per operation" + (" (quick run: not a measurement)" if args.quick else "")
     info = machine()
     command = "scripts/bench.py " + " ".join(sys.argv[1:])
-    text, md = table(results, names, lambda u: f"({u})")
+    repeat = None if args.icount else 1 if args.quick else args.repeat
+    text, md = table(results, names)
     print()
-    print(f"bufpool benchmark: {kind}; (x) = how many times faster bufpool is")
+    print(f"bufpool benchmark: {kind}; {legend(repeat)}")
     print(f"machine: {info['cpu']}, {info['cores']} cores, Linux {info['kernel']}, {info['date']}")
     print(text)
     base = "icount" if args.icount else "results"
@@ -285,11 +553,11 @@ def main():
         json.dump({"kind": kind, "machine": info, "command": command, "allocators": names,
                    "missing": missing, "results": results}, f, indent=1)
     with open(os.path.join(out, base + ".md"), "w") as f:
-        f.write(f"{kind}; (x) = how many times faster bufpool is. {info['cpu']}, "
+        f.write(f"{kind}; {legend(repeat)}. {info['cpu']}, "
                 f"{info['cores']} cores, {info['date']}. `{command}`\n\n{md}\n")
     if not args.icount:
         svg_chart(results, names, os.path.join(out, "ratios.svg"),
-                  "bufpool's speed-up per workload (time per operation, log scale)")
+                  "bufpool against " + ", ".join(names[1:]) + ", per workload (log scale)")
     print(f"\nwritten: {out}/{base}.json, {base}.md" + ("" if args.icount else ", ratios.svg"))
 
 
