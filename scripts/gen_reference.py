@@ -6,12 +6,15 @@ The header's conventions, which this script relies on and --check enforces:
   - a banner comment (a line starting "/* ----") opens a section; its first sentence is the
     section's title and the rest its introduction;
   - any other comment documents the declarations that follow it, up to the next blank line
-    or comment; a comment at the end of a declaration's line is added to that one alone.
+    or comment; a comment at the end of a declaration's line is added to that one alone;
+  - every function's comment has a line starting "Errors:" that lists what the call can
+    report (the BP_E* codes, or NULL and the errno values; "none" when it cannot fail),
+    rendered as a paragraph of its own wherever it starts.
 
   scripts/gen_reference.py > docs/reference.md
   scripts/gen_reference.py --check LIBBUFPOOL_SO    fails when docs/reference.md is stale, a
-      symbol the library exports (nm -D) is undocumented, or the header declares a function
-      the library does not export
+      symbol the library exports (nm -D) is undocumented, a function's comment has no
+      "Errors:" line, or the header declares a function the library does not export
 """
 import re
 import subprocess
@@ -27,6 +30,8 @@ TYPED = re.compile(r"^BP_BUF_TYPED\((\w+), (\w+)\)")
 DEFINE = re.compile(r"^#define\s+((?:BP|bp)_\w+)(\(.*?\))?")
 TYPEDEF_BLOCK = re.compile(r"^typedef (struct|enum) (\w+) \{$")
 TYPEDEF_LINE = re.compile(r"^typedef (struct|enum) (\w+)\b.*;$")
+# the start of the paragraph that lists what a function can report
+ERRORS = "Errors:"
 # macros of the header's own machinery, not part of the API
 PRIVATE_MACROS = {"BP_API", "BP_MALLOCLIKE", "BP_BUF_TYPED"}
 
@@ -65,6 +70,9 @@ def comment_text(lines):
             paragraphs.append(line.strip())
     if block:
         paragraphs.append("```\n" + "\n".join(block) + "\n```")
+    # "Errors:" opens a paragraph wherever the comment's lines put it
+    paragraphs = [q for p in paragraphs
+                  for q in ([p] if p.startswith("```") else re.split(r"\s+(?=" + ERRORS + ")", p))]
     return "\n\n".join(p for p in paragraphs if p).strip()
 
 
@@ -201,7 +209,16 @@ def render(sections):
            "`make test` checks that this page is current, that every symbol the shared library",
            "exports is documented here, and that every function declared is exported.", "",
            "Link with `-lbufpool` (`pkg-config --cflags --libs bufpool`, or",
-           "`find_package(bufpool)` and the target `bufpool::bufpool` in CMake).", ""]
+           "`find_package(bufpool)` and the target `bufpool::bufpool` in CMake). While",
+           "developing, link the checked library instead, which stops a double free or a",
+           "pointer into a block at the call: `-lbufpool-checked` (`pkg-config bufpool-checked`,",
+           "`bufpool::bufpool_checked`); `libbufpool-malloc-checked.so` is the malloc library",
+           "built the same way.", "",
+           "Every function's **Errors:** paragraph lists what it can report: for calls that",
+           "return `int` or `ssize_t`, the negative `BP_E*` codes (`bp_strerror` names them;",
+           "`BP_EIO` comes with `errno` set); for calls that return a pointer, NULL and the",
+           "`errno` values; \"none\" when the call cannot fail. Misuse the library cannot",
+           "return from (a bad pointer to `bp_free`) is reported on stderr and aborts.", ""]
     for title, _, entries in sections:
         if entries:
             names = ", ".join(f"`{e.title}`" for e in entries)
@@ -215,7 +232,8 @@ def render(sections):
             out += [intro, ""]
         for e in entries:
             out += [f"### `{e.title}`", "", "```c", e.code, "```", ""]
-            out += [e.doc or "(undocumented)", ""]
+            doc = re.sub(r"(?m)^" + ERRORS, "**" + ERRORS + "**", e.doc)
+            out += [doc or "(undocumented)", ""]
     return "\n".join(out).rstrip() + "\n"
 
 
@@ -232,6 +250,8 @@ def check(sections, library):
                 documented.update(e.names)
             else:
                 problems.append(f"undocumented in the header: {e.title}")
+            if e.kind == "function" and e.doc and not re.search(r"(?m)^" + ERRORS, e.doc):
+                problems.append(f"no \"{ERRORS}\" line in the header's comment: {e.title}")
     nm = subprocess.run(["nm", "-D", "--defined-only", library], check=True,
                         capture_output=True, text=True).stdout.split()
     exported = {nm[k] for k in range(2, len(nm), 3)}
