@@ -29,10 +29,14 @@ static void *alloc_huge(bp_pool *pool, size_t size, size_t align)
     return p != NULL ? p : fail(ENOMEM);
 }
 
+/* glibc's answers: EINVAL for an alignment that is no power of two, ENOMEM for one it cannot
+ * serve (past 2^40 the mapping could not be had anyway). */
 void *bp_alloc_aligned_huge(bp_pool *pool, size_t align, size_t size)
 {
-    if (!bp_is_pow2(align) || align > ((size_t)1 << 40))
+    if (!bp_is_pow2(align))
         return fail(EINVAL);
+    if (align > ((size_t)1 << 40))
+        return fail(ENOMEM);
     return alloc_huge(pool, size, align);
 }
 
@@ -46,6 +50,9 @@ static void *alloc_class(bp_pool *pool, unsigned cls)
  * table, uncached classes, huge blocks. */
 static bp_noinline void *alloc_slow(bp_pool *pool, size_t size)
 {
+    bp_pool_check_live(pool, "bp_alloc");
+    if (bp_unlikely(pool->config.background_thread))
+        bp_background_ensure();
     if (size <= pool->chunk_size) {
         unsigned cls = bp_size_to_class(&pool->sc, size);
         void *p = alloc_class(pool, cls);
@@ -56,19 +63,20 @@ static bp_noinline void *alloc_slow(bp_pool *pool, size_t size)
     return alloc_huge(pool, size, 0);
 }
 
+static size_t usable_size(const void *p, const char *what);
+
 #if BP_TRACK
-/* ASan and valgrind builds: the public entry points announce what they hand out (the
- * requested bytes: touching past them is reported) and what comes back; the implementations
- * below are the ordinary ones under other names. */
+/* ASan and valgrind builds: the public entry points announce what they hand out (the usable
+ * size, which the API promises: touching past it is reported) and what comes back; the
+ * implementations below are the ordinary ones under other names. */
 static void *alloc_impl(bp_pool *pool, size_t size);
 static void *aligned_impl(bp_pool *pool, size_t align, size_t size);
-static void free_impl(void *p);
 
 void *bp_alloc(bp_pool *pool, size_t size)
 {
     void *p = alloc_impl(pool, size);
     if (p != NULL)
-        bp_track_alloc(pool, p, size ? size : 1);
+        bp_track_alloc(pool, p, usable_size(p, "bp_alloc"));
     return p;
 }
 
@@ -76,22 +84,11 @@ void *bp_aligned_alloc(bp_pool *pool, size_t align, size_t size)
 {
     void *p = aligned_impl(pool, align, size);
     if (p != NULL)
-        bp_track_alloc(pool, p, size ? size : 1);
+        bp_track_alloc(pool, p, usable_size(p, "bp_aligned_alloc"));
     return p;
-}
-
-void bp_free(void *p)
-{
-    if (p != NULL) {
-        size_t usable = bp_usable_size(p); /* reports a pointer that is no block */
-        bp_chunk *chunk = bp_chunk_map_lookup((uintptr_t)p);
-        bp_track_free(chunk->pool, p, usable, chunk->kind == BP_CHUNK_POOLED); /* huge: unmapped */
-    }
-    free_impl(p);
 }
 #define bp_alloc         alloc_impl
 #define bp_aligned_alloc aligned_impl
-#define bp_free          free_impl
 #endif
 
 /* The fast path: the class's bin offset (a table lookup up to 4 KiB, the size formula up to
@@ -149,6 +146,7 @@ void *bp_calloc(bp_pool *pool, size_t n, size_t size)
 
 void *bp_aligned_alloc(bp_pool *pool, size_t align, size_t size)
 {
+    bp_pool_check_live(pool, "bp_aligned_alloc");
     if (!bp_is_pow2(align) || align > pool->chunk_size)
         return fail(EINVAL);
     if (align <= BP_QUANTUM)
@@ -188,6 +186,11 @@ bp_cold static void report_bad_pointer(const char *what, const void *p, const bp
 {
     if (chunk == NULL)
         bp_fatal("%s(%p): pointer not allocated by bufpool", what, p);
+    if (chunk->kind == BP_CHUNK_HUGE_FREED && (uintptr_t)p == chunk->base)
+        bp_fatal("%s(%p): double free or use after free (a huge block freed before)", what, p);
+    if (chunk->kind == BP_CHUNK_HUGE_FREED)
+        bp_fatal("%s(%p): not the start of a block (inside a freed huge block at %p)", what, p,
+                 (void *)chunk->base);
     if (chunk->kind == BP_CHUNK_HUGE)
         bp_fatal("%s(%p): not the start of a block (inside a huge block at %p)", what, p,
                  (void *)chunk->base);
@@ -255,11 +258,11 @@ static void check_free(const char *what, void *p)
 }
 #endif
 
-static bp_noinline void free_slow(void *p)
+static bp_noinline void free_slow(void *p, const char *what)
 {
     if (p == NULL)
         return;
-    block b = find_block("bp_free", p);
+    block b = find_block(what, p);
     if (b.info == 0)
         bp_arena_free_huge(b.chunk->arena, b.chunk);
     else
@@ -268,12 +271,12 @@ static bp_noinline void free_slow(void *p)
 
 /* The fast path: the chunk map and the chunk's unit_info give the class; a push onto this
  * thread's bin for the block's pool. A pointer without a block start (0) indexes bin 0,
- * which always looks full. */
-void bp_free(void *p)
+ * which always looks full. `what`, the call the program made, is read by reports only. */
+bp_inline void free_block(void *p, const char *what)
 {
 #if BP_CHECKED
     if (p != NULL)
-        check_free("bp_free", p);
+        check_free(what, p);
 #endif
     uintptr_t a = (uintptr_t)p;
     bp_chunk *chunk = bp_chunk_map_lookup(a);
@@ -290,12 +293,35 @@ void bp_free(void *p)
         }
         bp_tcache_leave();
     }
-    free_slow(p);
+    free_slow(p, what);
 }
 
 #if BP_TRACK
-#undef bp_free
+/* Tool builds: the block is announced as given back first (the lookup reports a pointer that
+ * is no block, naming the call). */
+static void free_tracked(void *p, const char *what)
+{
+    if (p != NULL) {
+        size_t usable = usable_size(p, what);
+        bp_chunk *chunk = bp_chunk_map_lookup((uintptr_t)p);
+        bp_track_free(chunk->pool, p, usable, chunk->kind == BP_CHUNK_POOLED); /* huge: unmapped */
+    }
+    free_block(p, what);
+}
+#define free_entry free_tracked
+#else
+#define free_entry free_block
 #endif
+
+void bp_free(void *p)
+{
+    free_entry(p, "bp_free");
+}
+
+void bp_free_as(void *p, const char *what)
+{
+    free_entry(p, what);
+}
 
 void bp_free_sized(void *p, size_t size)
 {
@@ -307,24 +333,39 @@ void bp_free_sized(void *p, size_t size)
         if (size > usable)
             bp_fatal("bp_free_sized(%p, %zu): the block holds only %zu bytes", p, size, usable);
     }
-    bp_free(p);
+    free_entry(p, "bp_free_sized");
 }
 
-size_t bp_usable_size(const void *p)
+static size_t usable_size(const void *p, const char *what)
 {
     if (p == NULL)
         return 0;
-    block b = find_block("bp_usable_size", p);
+    block b = find_block(what, p);
     if (b.info == 0)
         return b.chunk->size;
     return b.chunk->pool->sc.size[bp_info_class(b.info)];
 }
 
+size_t bp_usable_size(const void *p)
+{
+    return usable_size(p, "bp_usable_size");
+}
+
+size_t bp_usable_size_as(const void *p, const char *what)
+{
+    return usable_size(p, what);
+}
+
 void *bp_realloc(bp_pool *pool, void *p, size_t size)
+{
+    return bp_realloc_as(pool, p, size, "bp_realloc");
+}
+
+void *bp_realloc_as(bp_pool *pool, void *p, size_t size, const char *what)
 {
     if (p == NULL)
         return bp_alloc(pool, size);
-    block b = find_block("bp_realloc", p);
+    block b = find_block(what, p);
     size_t usable;
     if (b.info != 0) {
         unsigned cls = bp_info_class(b.info);
@@ -333,7 +374,7 @@ void *bp_realloc(bp_pool *pool, void *p, size_t size)
          * larger class only while the new size still needs it. */
         if (b.chunk->pool == pool && size <= pool->chunk_size &&
             bp_size_to_class(&pool->sc, size) == cls) {
-            bp_track_resize(pool, p, size ? size : 1); /* tool builds: the new extent */
+            bp_track_resize(pool, p, usable); /* tool builds: the whole block, as before */
             return p;
         }
     } else {
@@ -347,6 +388,6 @@ void *bp_realloc(bp_pool *pool, void *p, size_t size)
         return NULL;
     bp_unpoison(p, usable); /* tool builds: the old block's unrequested tail is copied too */
     memcpy(q, p, BP_MIN(size, usable));
-    bp_free(p);
+    free_entry(p, what);
     return q;
 }

@@ -17,6 +17,20 @@ typedef struct desc_slab {
     struct desc_slab *next;
 } desc_slab;
 
+/* A range the OS layer refused to unmap (at vm.max_map_count, say). It is still mapped and
+ * purged; this node lives in its first bytes, so keeping it needs no memory and nothing that
+ * could fail at the OS's limits. `counted`: the bytes memory_limit still counts for it,
+ * uncounted when a later try unmaps it. Linked from arena->stuck, under the arena lock. */
+typedef struct stuck_range {
+    struct stuck_range *next;
+    size_t size, counted;
+} stuck_range;
+
+/* Checked builds keep this many freed huge blocks per arena mapped (purged, uncounted) before
+ * unmapping the oldest: a new huge block cannot take the address of a block freed since, so a
+ * second free of that block is reported instead of freeing the new one. */
+#define HUGE_QUARANTINE 8
+
 void bp_arena_init(bp_arena *arena, bp_pool *pool, unsigned index)
 {
     memset(arena, 0, sizeof *arena);
@@ -28,11 +42,69 @@ void bp_arena_init(bp_arena *arena, bp_pool *pool, unsigned index)
         bp_subpage_pool_init(&arena->small[cls]);
 }
 
-static void release_huge_memory(bp_arena *arena, bp_chunk *huge)
+/* ---- unmapping, and ranges the OS refused to unmap -------------------------------------- */
+
+/* Under the lock: a range the OS refused to unmap joins the stuck list. */
+static void keep_stuck(bp_arena *arena, void *addr, size_t size, size_t counted)
+{
+    stuck_range *r = addr;
+    r->next = arena->stuck;
+    r->size = size;
+    r->counted = counted;
+    arena->stuck = r;
+}
+
+/* Under the lock: unmaps [addr, addr+size) and uncounts `counted` bytes, or keeps the range
+ * stuck. Returns the bytes unmapped. */
+static size_t unmap_range(bp_arena *arena, void *addr, size_t size, size_t counted)
+{
+    if (bp_os_unmap(&arena->pool->os, addr, size) != 0) {
+        keep_stuck(arena, addr, size, counted);
+        return 0;
+    }
+    bp_pool_unreserve(arena->pool, counted);
+    return size;
+}
+
+void bp_arena_unmap(bp_arena *arena, void *addr, size_t size)
+{
+    unmap_range(arena, addr, size, size);
+}
+
+/* Under the lock: every stuck range tried once more; returns the bytes unmapped. */
+static size_t retry_stuck(bp_arena *arena)
+{
+    size_t released = 0;
+    stuck_range *list = arena->stuck;
+    arena->stuck = NULL;
+    while (list != NULL) {
+        stuck_range *r = list;
+        list = r->next;
+        released += unmap_range(arena, r, r->size, r->counted);
+    }
+    return released;
+}
+
+/* A huge block out of the chunk map and unmapped; false when the OS refused (the caller keeps
+ * the range stuck, under the lock). Counted bytes are the caller's too. */
+static bool unmap_huge(bp_arena *arena, const bp_chunk *huge)
 {
     bp_chunk_map_unregister(huge->base, BP_MAP_GRANULE);
-    bp_os_unmap(&arena->pool->os, (void *)huge->base, huge->map_size);
-    bp_pool_unreserve(arena->pool, huge->map_size);
+    bp_unpoison((void *)huge->base, huge->map_size); /* quarantined: the range may be reused */
+    return bp_os_unmap(&arena->pool->os, (void *)huge->base, huge->map_size) == 0;
+}
+
+/* Under the lock or at destroy: a huge block (live or quarantined) unmapped or kept stuck;
+ * returns the bytes unmapped. */
+static size_t release_huge_memory(bp_arena *arena, bp_chunk *huge)
+{
+    size_t counted = huge->kind == BP_CHUNK_HUGE_FREED ? 0 : huge->map_size;
+    if (!unmap_huge(arena, huge)) {
+        keep_stuck(arena, (void *)huge->base, huge->map_size, counted);
+        return 0;
+    }
+    bp_pool_unreserve(arena->pool, counted);
+    return huge->map_size;
 }
 
 void bp_arena_destroy(bp_arena *arena)
@@ -51,11 +123,14 @@ void bp_arena_destroy(bp_arena *arena)
     }
     for (bp_chunk *huge = arena->huge; huge != NULL; huge = huge->next)
         release_huge_memory(arena, huge);
+    for (bp_chunk *freed = arena->quarantine; freed != NULL; freed = freed->next)
+        release_huge_memory(arena, freed);
     for (desc_slab *slab = arena->desc_slabs; slab != NULL;) {
         desc_slab *next = slab->next;
-        bp_os_unmap(&arena->pool->os, slab, DESC_SLAB_SIZE);
+        bp_arena_unmap(arena, slab, DESC_SLAB_SIZE);
         slab = next;
     }
+    retry_stuck(arena); /* what is refused now stays mapped, purged, for good */
 }
 
 /* ---- runs from the chunk lists ---------------------------------------------------------- */
@@ -104,16 +179,28 @@ static bp_chunk *alloc_run(bp_arena *arena, unsigned cls, uint32_t align_pages, 
     return chunk;
 }
 
+/* Under the lock. A chunk the OS refuses to unmap stays with the arena, empty and purged, as a
+ * retained chunk beyond retained_chunks: the next chunk the arena needs costs no mapping (at
+ * vm.max_map_count a new one could not be had), and the next trim tries again. */
 static void unmap_chunk(bp_arena *arena, bp_chunk *chunk)
 {
+    size_t size = chunk->size;
+    bool stuck_before = arena->stuck != NULL; /* a range refused just now is not retried */
+    if (!bp_chunk_try_delete(chunk)) {
+        chunk->next = arena->retained;
+        arena->retained = chunk;
+        arena->nretained++;
+        return;
+    }
     arena->counters.chunks_unmapped++;
-    arena->counters.chunk_bytes -= chunk->size;
-    bp_chunk_delete(chunk);
+    arena->counters.chunk_bytes -= size;
+    if (bp_unlikely(stuck_before))
+        retry_stuck(arena);
 }
 
 /* Purges every chunk's pages that were already dirty at the previous epoch: a freed page is
  * given back between decay/2 and decay after it was freed. Runs in the slow paths, under the
- * lock, at most once an epoch; no background thread. */
+ * lock, at most once an epoch, and from the background thread when the pool has one. */
 static void purge_tick(bp_arena *arena)
 {
     int decay = arena->pool->config.purge_decay_ms;
@@ -130,6 +217,13 @@ static void purge_tick(bp_arena *arena)
     for (bp_chunk *chunk = arena->retained; chunk != NULL; chunk = chunk->next)
         if (chunk->dirty_pages != 0)
             arena->counters.purged_bytes += bp_chunk_purge(chunk, false);
+}
+
+void bp_arena_purge_decayed(bp_arena *arena)
+{
+    bp_lock_acquire(&arena->lock);
+    purge_tick(arena);
+    bp_lock_release(&arena->lock);
 }
 
 /* Under the lock, after a run went back to `chunk`: file it by its new usage; a chunk that
@@ -243,9 +337,13 @@ void *bp_arena_alloc_aligned(bp_arena *arena, unsigned cls, size_t align)
 static bp_chunk *desc_take(bp_arena *arena)
 {
     if (arena->desc_free == NULL) {
+        if (!bp_pool_reserve(arena->pool, DESC_SLAB_SIZE))
+            return NULL; /* memory_limit counts descriptors too */
         desc_slab *slab = bp_os_map(&arena->pool->os, DESC_SLAB_SIZE, 4096);
-        if (slab == NULL)
+        if (slab == NULL) {
+            bp_pool_unreserve(arena->pool, DESC_SLAB_SIZE);
             return NULL;
+        }
         slab->next = arena->desc_slabs;
         arena->desc_slabs = slab;
         size_t first = bp_align_up(sizeof(desc_slab), 64);
@@ -274,7 +372,9 @@ void *bp_arena_alloc_huge(bp_arena *arena, size_t size, size_t align)
     bp_pool *pool = arena->pool;
     if (size > SIZE_MAX / 2)
         return NULL;
-    size_t map_size = bp_align_up(size, pool->page_size);
+    /* size 0 (an alignment above the chunk size asked for nothing) still takes a page: every
+     * block has its own address and can be freed */
+    size_t map_size = bp_align_up(BP_MAX(size, 1), pool->page_size);
     if (!bp_pool_reserve(pool, map_size))
         return NULL; /* memory_limit */
     void *memory = bp_os_map(&pool->os, map_size, BP_MAX(align, BP_MAP_GRANULE));
@@ -309,13 +409,10 @@ void *bp_arena_alloc_huge(bp_arena *arena, size_t size, size_t align)
             huge = NULL;
         }
     }
+    if (huge == NULL)
+        bp_arena_unmap(arena, memory, map_size);
     bp_lock_release(&arena->lock);
-    if (huge == NULL) {
-        bp_os_unmap(&pool->os, memory, map_size);
-        bp_pool_unreserve(pool, map_size);
-        return NULL;
-    }
-    return memory;
+    return huge == NULL ? NULL : memory;
 }
 
 /* ---- free ------------------------------------------------------------------------------- */
@@ -546,6 +643,36 @@ void bp_arena_drain_transfers(bp_arena *arena)
     }
 }
 
+/* Under the lock: the oldest quarantined block unmapped for good; the bytes unmapped. */
+static size_t evict_quarantined(bp_arena *arena)
+{
+    bp_chunk *oldest = arena->quarantine;
+    arena->quarantine = oldest->next;
+    arena->nquarantined--;
+    size_t released = release_huge_memory(arena, oldest);
+    desc_give(arena, oldest);
+    return released;
+}
+
+/* Under the lock (checked builds): a freed huge block stays mapped and registered as
+ * HUGE_FREED, purged and uncounted, until HUGE_QUARANTINE newer ones push it out. */
+static void quarantine_huge(bp_arena *arena, bp_chunk *huge)
+{
+    const bp_os *os = &arena->pool->os;
+    if (os->purge != NULL)
+        os->purge((void *)huge->base, huge->map_size, os->ctx);
+    bp_poison((void *)huge->base, huge->map_size); /* ASan builds: a use after free */
+    bp_pool_unreserve(arena->pool, huge->map_size);
+    huge->kind = BP_CHUNK_HUGE_FREED;
+    huge->next = NULL;
+    bp_chunk **tail = &arena->quarantine;
+    while (*tail != NULL)
+        tail = &(*tail)->next;
+    *tail = huge;
+    if (++arena->nquarantined > HUGE_QUARANTINE)
+        evict_quarantined(arena);
+}
+
 void bp_arena_free_huge(bp_arena *arena, bp_chunk *huge)
 {
     bp_lock_acquire(&arena->lock);
@@ -558,10 +685,22 @@ void bp_arena_free_huge(bp_arena *arena, bp_chunk *huge)
     arena->counters.free_huge++;
     arena->counters.active_bytes -= huge->map_size;
     arena->counters.huge_bytes -= huge->map_size;
+    if (BP_CHECKED) {
+        quarantine_huge(arena, huge);
+        bp_lock_release(&arena->lock);
+        return;
+    }
     bp_chunk copy = *huge;
     desc_give(arena, huge);
     bp_lock_release(&arena->lock);
-    release_huge_memory(arena, &copy);
+    /* Unmapped outside the lock: giving a large range back takes the kernel a while. */
+    if (unmap_huge(arena, &copy)) {
+        bp_pool_unreserve(arena->pool, copy.map_size);
+        return;
+    }
+    bp_lock_acquire(&arena->lock);
+    keep_stuck(arena, (void *)copy.base, copy.map_size, copy.map_size);
+    bp_lock_release(&arena->lock);
 }
 
 /* ---- trim ------------------------------------------------------------------------------- */
@@ -595,17 +734,35 @@ size_t bp_arena_trim(bp_arena *arena, bool purge)
         next = chunk->next;
         if (chunk->free_pages == chunk->npages) {
             bp_chunk_list_remove(qinit, chunk);
-            released += chunk->size;
+            size_t before = arena->counters.chunk_bytes;
             unmap_chunk(arena, chunk);
+            released += before - arena->counters.chunk_bytes;
         }
     }
-    while (arena->retained != NULL) {
-        bp_chunk *chunk = arena->retained;
-        arena->retained = chunk->next;
-        arena->nretained--;
-        released += chunk->size;
+    bp_chunk *retained = arena->retained; /* a chunk the OS refuses comes back to the list */
+    arena->retained = NULL;
+    arena->nretained = 0;
+    while (retained != NULL) {
+        bp_chunk *chunk = retained;
+        retained = chunk->next;
+        size_t before = arena->counters.chunk_bytes;
         unmap_chunk(arena, chunk);
+        released += before - arena->counters.chunk_bytes;
     }
+    /* ... so do the quarantined huge blocks, the descriptor slabs once no huge block needs
+     * them, and the ranges the OS refused to unmap before ... */
+    while (arena->quarantine != NULL)
+        released += evict_quarantined(arena);
+    if (arena->huge == NULL) {
+        for (desc_slab *slab = arena->desc_slabs; slab != NULL;) {
+            desc_slab *next = slab->next;
+            released += unmap_range(arena, slab, DESC_SLAB_SIZE, DESC_SLAB_SIZE);
+            slab = next;
+        }
+        arena->desc_slabs = NULL;
+        arena->desc_free = NULL;
+    }
+    released += retry_stuck(arena);
     /* ... and every free page of the chunks still in use is purged. */
     for (int i = 0; purge && i < BP_NLISTS; i++) {
         for (bp_chunk *chunk = arena->lists[i].head; chunk != NULL; chunk = chunk->next) {
@@ -616,6 +773,19 @@ size_t bp_arena_trim(bp_arena *arena, bool purge)
     }
     bp_lock_release(&arena->lock);
     return released;
+}
+
+size_t bp_arena_overhead_bytes(bp_arena *arena)
+{
+    bp_lock_acquire(&arena->lock);
+    size_t chunks = arena->counters.chunk_bytes / arena->pool->chunk_size;
+    size_t bytes = chunks * bp_chunk_meta_size(arena->pool);
+    for (const desc_slab *slab = arena->desc_slabs; slab != NULL; slab = slab->next)
+        bytes += DESC_SLAB_SIZE;
+    for (const stuck_range *r = arena->stuck; r != NULL; r = r->next)
+        bytes += r->counted;
+    bp_lock_release(&arena->lock);
+    return bytes;
 }
 
 /* ---- invariant walker ------------------------------------------------------------------- */

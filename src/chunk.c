@@ -129,33 +129,54 @@ size_t bp_chunk_purge(bp_chunk *chunk, bool all)
 
 /* ---- life cycle ------------------------------------------------------------------------- */
 
+/* Where each array lies in a chunk's metadata mapping, which the chunk struct heads. */
+typedef struct meta_layout {
+    size_t info, run_map, avail, count, dirty, subpages, size;
+} meta_layout;
+
+static meta_layout layout_for(const bp_pool *pool)
+{
+    const bp_size_classes *sc = &pool->sc;
+    uint32_t npages = sc->chunk_pages;
+    size_t words = (npages + 63) / 64;
+    size_t units = BP_MAX(pool->chunk_size, BP_MAP_GRANULE) >> BP_UNIT_SHIFT;
+    meta_layout m;
+    m.info = bp_align_up(sizeof(bp_chunk), 64);
+    m.run_map = bp_align_up(m.info + units * sizeof(uint32_t), 8);
+    m.avail = m.run_map + npages * sizeof(uint64_t);
+    m.count = m.avail + (size_t)sc->npage_classes * words * sizeof(uint64_t);
+    m.dirty = bp_align_up(m.count + sc->npage_classes * sizeof(uint32_t), 8);
+    m.subpages = bp_align_up(m.dirty + 2 * words * sizeof(uint64_t), 64);
+    m.size = bp_align_up(m.subpages + npages * bp_subpage_slot_size(pool->page_size), 4096);
+    return m;
+}
+
+size_t bp_chunk_meta_size(const bp_pool *pool)
+{
+    return layout_for(pool).size;
+}
+
 bp_chunk *bp_chunk_new(bp_arena *arena)
 {
     bp_pool *pool = arena->pool;
     const bp_size_classes *sc = &pool->sc;
     uint32_t npages = sc->chunk_pages;
     uint32_t words = (npages + 63) / 64;
-    size_t stride = bp_subpage_slot_size(pool->page_size);
+    meta_layout m = layout_for(pool);
 
-    size_t units = BP_MAX(pool->chunk_size, BP_MAP_GRANULE) >> BP_UNIT_SHIFT;
-    size_t off_info = bp_align_up(sizeof(bp_chunk), 64);
-    size_t off_run_map = bp_align_up(off_info + units * sizeof(uint32_t), 8);
-    size_t off_avail = off_run_map + npages * sizeof(uint64_t);
-    size_t off_count = off_avail + (size_t)sc->npage_classes * words * sizeof(uint64_t);
-    size_t off_dirty = bp_align_up(off_count + sc->npage_classes * sizeof(uint32_t), 8);
-    size_t off_subpages = bp_align_up(off_dirty + 2 * (size_t)words * sizeof(uint64_t), 64);
-    size_t meta_size = bp_align_up(off_subpages + npages * stride, 4096);
-
-    if (!bp_pool_reserve(pool, pool->chunk_size))
-        return NULL; /* memory_limit */
-    unsigned char *meta = bp_os_map(&pool->os, meta_size, 4096);
+    /* memory_limit counts what the chunk costs in mappings: its memory and its metadata */
+    if (!bp_pool_reserve(pool, pool->chunk_size + m.size))
+        return NULL;
+    unsigned char *meta = bp_os_map(&pool->os, m.size, 4096);
     void *memory = meta == NULL ? NULL
                                 : bp_os_map(&pool->os, pool->chunk_size,
                                             BP_MAX(pool->chunk_size, BP_MAP_GRANULE));
     if (memory == NULL) {
-        if (meta != NULL)
-            bp_os_unmap(&pool->os, meta, meta_size);
         bp_pool_unreserve(pool, pool->chunk_size);
+        if (meta != NULL)
+            bp_arena_unmap(arena, meta, m.size);
+        else
+            bp_pool_unreserve(pool, m.size);
         return NULL;
     }
     bp_poison(memory, pool->chunk_size); /* ASan builds: nothing handed out yet */
@@ -165,7 +186,7 @@ bp_chunk *bp_chunk_new(bp_arena *arena)
     chunk->npages = npages;
     chunk->page_shift = (uint8_t)sc->page_shift;
     chunk->kind = BP_CHUNK_POOLED;
-    chunk->unit_info = (uint32_t *)(meta + off_info);
+    chunk->unit_info = (uint32_t *)(meta + m.info);
     chunk->unit_info_biased = bp_units_biased(chunk->unit_info, chunk->base);
     chunk->tc_slot = pool->tc_slot;
     chunk->arena = arena;
@@ -173,34 +194,57 @@ bp_chunk *bp_chunk_new(bp_arena *arena)
     chunk->size = pool->chunk_size;
     chunk->map_size = pool->chunk_size;
     chunk->avail_words = words;
-    chunk->run_map = (uint64_t *)(meta + off_run_map);
-    chunk->avail = (uint64_t *)(meta + off_avail);
-    chunk->avail_count = (uint32_t *)(meta + off_count);
-    chunk->dirty = (uint64_t *)(meta + off_dirty);
+    chunk->run_map = (uint64_t *)(meta + m.run_map);
+    chunk->avail = (uint64_t *)(meta + m.avail);
+    chunk->avail_count = (uint32_t *)(meta + m.count);
+    chunk->dirty = (uint64_t *)(meta + m.dirty);
     chunk->dirty_old = chunk->dirty + words;
-    chunk->subpages = meta + off_subpages;
-    chunk->subpage_stride = stride;
-    chunk->meta_size = meta_size;
+    chunk->subpages = meta + m.subpages;
+    chunk->subpage_stride = bp_subpage_slot_size(pool->page_size);
+    chunk->meta_size = m.size;
     chunk->free_pages = npages;
     avail_insert(chunk, 0, npages);
 
     if (!bp_chunk_map_register(chunk->base, chunk->size, chunk)) {
-        bp_os_unmap(&pool->os, memory, pool->chunk_size);
-        bp_os_unmap(&pool->os, meta, meta_size);
-        bp_pool_unreserve(pool, pool->chunk_size);
+        bp_unpoison(memory, pool->chunk_size);
+        bp_arena_unmap(arena, memory, pool->chunk_size);
+        bp_arena_unmap(arena, meta, m.size);
         return NULL;
     }
     return chunk;
 }
 
-void bp_chunk_delete(bp_chunk *chunk)
+static bool chunk_delete(bp_chunk *chunk, bool keep)
 {
     bp_pool *pool = chunk->pool;
+    void *memory = (void *)chunk->base;
+    /* Out of the map before the range can be mapped again (by any pool, any thread). */
     bp_chunk_map_unregister(chunk->base, chunk->size);
-    bp_unpoison((void *)chunk->base, chunk->map_size); /* the range may be mapped again */
-    bp_os_unmap(&pool->os, (void *)chunk->base, chunk->map_size);
+    bp_unpoison(memory, chunk->map_size);
+    if (bp_os_unmap(&pool->os, memory, chunk->map_size) != 0) {
+        if (keep) {
+            /* The entries go back into table pages that are writable already. */
+            if (!bp_chunk_map_register(chunk->base, chunk->size, chunk))
+                bp_fatal("chunk %p: cannot register it again", memory);
+            bp_poison(memory, chunk->map_size);
+            bp_chunk_purge(chunk, true); /* the dirty bits of what the OS layer purged */
+            return false;
+        }
+        /* a pool being destroyed: the memory stays mapped, purged, unreachable */
+    }
     bp_pool_unreserve(pool, chunk->map_size);
-    bp_os_unmap(&pool->os, chunk, chunk->meta_size);
+    bp_arena_unmap(chunk->arena, chunk, chunk->meta_size);
+    return true;
+}
+
+bool bp_chunk_try_delete(bp_chunk *chunk)
+{
+    return chunk_delete(chunk, true);
+}
+
+void bp_chunk_delete(bp_chunk *chunk)
+{
+    chunk_delete(chunk, false);
 }
 
 /* ---- runs ------------------------------------------------------------------------------- */

@@ -40,7 +40,7 @@
  *   bp_track_pool             a pool made / destroyed
  *   bp_track_alloc/free       a block handed out / given back through the public API
  *   bp_track_resize           a block reused in place for a new size
- * ASan tracks the requested bytes; valgrind the usable size. */
+ * ASan and valgrind track the usable size. */
 #if defined(__SANITIZE_ADDRESS__)
 #define BP_ASAN 1
 #elif defined(__has_feature)
@@ -351,7 +351,10 @@ bp_inline uint32_t bp_info_run(uint32_t info)
     return (info >> BP_INFO_RUN_SHIFT) & 0x7fff;
 }
 
-enum bp_chunk_kind { BP_CHUNK_POOLED = 1, BP_CHUNK_HUGE = 2 };
+/* HUGE_FREED: checked builds only, a freed huge block kept mapped (purged) and registered
+ * for a while, so that its address is not handed out again at once and a second free of it
+ * is reported (see arena.c's quarantine). */
+enum bp_chunk_kind { BP_CHUNK_POOLED = 1, BP_CHUNK_HUGE = 2, BP_CHUNK_HUGE_FREED = 3 };
 
 typedef struct bp_chunk_list bp_chunk_list;
 
@@ -390,7 +393,16 @@ struct bp_chunk {
     size_t meta_size; /* bytes of the metadata mapping this struct heads */
 };
 
+/* A new chunk: memory_limit counts its memory and its metadata (bp_chunk_meta_size). */
 bp_chunk *bp_chunk_new(bp_arena *arena);
+size_t bp_chunk_meta_size(const bp_pool *pool);
+/* Unmaps the chunk's memory and metadata and uncounts them; true when done. When the OS layer
+ * refuses the memory the chunk stays whole (registered, counted, its free pages purged) and
+ * false is returned: the caller keeps it for reuse. Refused metadata goes to the arena's
+ * stuck ranges (bp_arena_unmap). */
+bool bp_chunk_try_delete(bp_chunk *chunk);
+/* The same for a pool being destroyed: refused memory stays mapped, purged, out of the chunk
+ * map. */
 void bp_chunk_delete(bp_chunk *chunk);
 /* Offset of a fresh used run for class `cls` (run_pages[cls] pages) whose offset is a
  * multiple of `align_pages` (a power of two; 1 for none), or -1 when the chunk has no room.
@@ -554,11 +566,14 @@ int bp_chunk_list_check(const bp_chunk_list *list);
  * entering the bitmaps and runs (under the lock), cache_fills those of allocs that refilled a
  * thread cache; cache_hits is added to atomically, by a thread cache bound to this arena at
  * each of its trims and flushes. So the program's allocations of the class are cache_hits +
- * allocs - cache_fills (the rest went to it directly). */
+ * allocs - cache_fills (the rest went to it directly). program_frees counts the program's
+ * frees of the class: those a cache took (derived from its ledger, added at its trims,
+ * flushes and overflows) and those that went to an arena directly. */
 typedef struct bp_class_counters {
     uint64_t allocs, frees;
     uint64_t cache_fills;
-    uint64_t cache_hits; /* atomic */
+    uint64_t cache_hits;    /* atomic */
+    uint64_t program_frees; /* atomic */
 } bp_class_counters;
 
 typedef struct bp_arena_counters {
@@ -599,9 +614,14 @@ struct bp_arena {
     bp_pool *pool;
     unsigned index;
     bp_chunk_list lists[BP_NLISTS];
-    bp_chunk *huge;               /* doubly linked through prev/next */
-    bp_chunk *retained;           /* empty chunks kept mapped for reuse, linked through next */
-    unsigned nretained;           /* <= the pool's retained_chunks */
+    bp_chunk *huge;            /* doubly linked through prev/next */
+    bp_chunk *retained;        /* empty chunks kept mapped for reuse, linked through next */
+    unsigned nretained;        /* <= the pool's retained_chunks, plus chunks whose unmap the
+                                * OS refused */
+    struct stuck_range *stuck; /* other ranges whose unmap the OS refused: see arena.c */
+    bp_chunk *quarantine;      /* checked builds: freed huge blocks, oldest first, through
+                                * next (kind HUGE_FREED) */
+    unsigned nquarantined;
     uint64_t next_purge_ms;       /* monotonic time of the next purge epoch */
     bp_chunk *desc_free;          /* unused huge descriptors, linked through next */
     struct desc_slab *desc_slabs; /* mappings the descriptors are carved from */
@@ -630,7 +650,16 @@ void bp_arena_drain_transfers(bp_arena *arena);
  * under any traffic, exact while no thread pushes or takes. */
 size_t bp_arena_transfer_bytes(bp_arena *arena);
 void *bp_arena_alloc_aligned(bp_arena *arena, unsigned cls, size_t align);
+/* A huge block of at least max(size, 1) bytes (a page multiple) aligned to align (0: none). */
 void *bp_arena_alloc_huge(bp_arena *arena, size_t size, size_t align);
+/* Under the lock (or while the pool is destroyed): unmaps a range memory_limit counts and
+ * uncounts it. A range the OS layer refuses stays counted on the arena's stuck list, tried
+ * again at each trim and at destroy. */
+void bp_arena_unmap(bp_arena *arena, void *addr, size_t size);
+/* What memory_limit counts for the arena beyond its chunks' and huge blocks' memory: chunk
+ * metadata, huge descriptor slabs, stuck ranges. So the pool's mapped_bytes is the sum over
+ * arenas of chunk_bytes + huge_bytes + this. */
+size_t bp_arena_overhead_bytes(bp_arena *arena);
 /* Frees the block at p in `chunk` (a pooled chunk, p inside it, info = its page_info). */
 void bp_arena_free(bp_arena *arena, bp_chunk *chunk, uintptr_t p, uint32_t info);
 void bp_arena_free_huge(bp_arena *arena, bp_chunk *huge);
@@ -639,6 +668,9 @@ bool bp_arena_run_cached(bp_arena *arena, const void *p);
 /* Releases the cached runs, empty subpages and empty chunks the arena keeps, and purges
  * every free page when `purge`; returns the bytes unmapped (and purged). */
 size_t bp_arena_trim(bp_arena *arena, bool purge);
+/* Takes the lock and purges the pages the decay rule says are due (purge_decay_ms); what the
+ * slow paths do once an epoch, for the background thread. */
+void bp_arena_purge_decayed(bp_arena *arena);
 int bp_arena_check(bp_arena *arena);
 
 /* ------------------------------------------------------------------------------------------
@@ -692,8 +724,13 @@ struct bp_tcache {
     uint64_t last_active_ms;    /* monotonic time of the owner's last refill or trim (atomic) */
     uint64_t hits_total;        /* hits summed at each trim and flush; read by stats (atomic) */
     size_t cached_bytes;        /* bytes in the bins at the last trim or flush (atomic) */
-    bp_tcache_bin bins[];       /* [BP_TCACHE_BINS]; bin c + 1 caches class c; bin 0 and bins from
-                                 * nbins on always look empty and full */
+    /* Per bin, what it would hold plus its hits had the program freed nothing into it since
+     * the frees were last counted: ledger[b] == count + hits - uncounted frees (mod 2^32).
+     * Refills add, flushes and hit resets subtract; counting the frees sets it to count +
+     * hits. So the fast path's push needs no counter. */
+    uint32_t ledger[BP_TCACHE_BINS];
+    bp_tcache_bin bins[]; /* [BP_TCACHE_BINS]; bin c + 1 caches class c; bin 0 and bins from
+                           * nbins on always look empty and full */
 };
 _Static_assert(sizeof(bp_tcache_bin) == BP_BIN_SIZE, "unit_info encodes bin offsets");
 
@@ -772,6 +809,9 @@ void bp_tcache_free_slow(bp_chunk *chunk, void *p, uint32_t info);
 void *bp_tcache_trim_returning(bp_tcache *tc, void *p);
 /* The arena the calling thread is bound to in `pool` (binding it if needed). */
 bp_arena *bp_thread_arena(bp_pool *pool);
+/* Arena i of pool, initialised first (with every arena before it) if no thread has bound
+ * there yet. i < pool->narenas. */
+bp_arena *bp_tcache_arena_at(bp_pool *pool, unsigned i);
 /* Called by bp_pool_new / bp_pool_destroy: a slot for the pool / orphan every cache. */
 void bp_tcache_pool_created(bp_pool *pool);
 void bp_tcache_pool_destroying(bp_pool *pool);
@@ -788,9 +828,9 @@ void bp_tcache_reclaim_idle(bp_pool *pool);
 /* Thread-cache hits and cached bytes for stats: every cache's as of its last trim or flush,
  * the calling thread's exact, plus what exited threads counted. */
 void bp_tcache_stats(bp_pool *pool, uint64_t *hits, size_t *cached_bytes);
-/* Adds to class_hits[cls] (one per class of the pool) the calling thread's hits not yet added
- * to its arena's per-class counters (those since its last trim or flush). */
-void bp_tcache_class_hits(bp_pool *pool, uint64_t *class_hits);
+/* Adds to class_hits[cls] and class_frees[cls] (one per class of the pool) the calling
+ * thread's cache hits and program frees not yet added to its arena's per-class counters. */
+void bp_tcache_class_counts(bp_pool *pool, uint64_t *class_hits, uint64_t *class_frees);
 /* Blocks this thread's cache for `pool` holds (for tests and stats). */
 size_t bp_tcache_cached_blocks(bp_pool *pool);
 size_t bp_tcache_cached_class(bp_pool *pool, unsigned cls);
@@ -798,6 +838,11 @@ size_t bp_tcache_cached_class(bp_pool *pool, unsigned cls);
 /* alloc.c: a huge block with any power-of-two alignment (the malloc library's memalign
  * beyond the chunk size). */
 void *bp_alloc_aligned_huge(bp_pool *pool, size_t align, size_t size);
+/* bp_free, bp_realloc and bp_usable_size for the malloc library: `what` is the call the
+ * program made (free, realloc, ...), named by misuse reports. */
+void bp_free_as(void *p, const char *what);
+void *bp_realloc_as(bp_pool *pool, void *p, size_t size, const char *what);
+size_t bp_usable_size_as(const void *p, const char *what);
 
 /* ------------------------------------------------------------------------------------------
  * pool.c — a pool: its configuration, size classes, arenas and OS layer.
@@ -813,7 +858,11 @@ struct bp_pool {
     uint32_t transfer_limit[BP_MAX_CLASSES];  /* blocks an arena's transfer cache may hold */
     uint32_t run_cache_limit[BP_MAX_CLASSES]; /* runs an arena's run cache may hold */
     unsigned narenas;
-    bp_arena *arenas;   /* [narenas], inside this pool's mapping */
+    bp_arena *arenas; /* [narenas], inside this pool's mapping */
+    /* arenas [0, arenas_ready) are initialised, the rest untouched (no memory behind them
+     * until a thread binds there: arenas:4096 costs nothing up front). Grows one at a time,
+     * under the registry lock; read with acquire; 1 <= arenas_ready <= narenas. */
+    unsigned arenas_ready;
     size_t map_size;    /* bytes of the mapping that holds the pool and arenas */
     bp_tcache *tcaches; /* every thread's cache for this pool (registry lock) */
     /* leak.c's: tracked buffers (under leak_lock), the sampling counter, the pools that
@@ -824,23 +873,47 @@ struct bp_pool {
     uint32_t leak_sample;
     bp_pool *leak_next;
     void (*on_destroy)(bp_pool *pool);
-    bp_pool *next_pool;         /* every live pool, for fork() (pool.c's pools_lock) */
-    size_t mapped_bytes;        /* atomic: chunks and huge blocks mapped, held <= memory_limit */
-    uint64_t retired_hits;      /* atomic: thread-cache hits of caches already gone */
+    bp_pool *next_pool;    /* every live pool, for fork() (pool.c's pools_lock) */
+    size_t mapped_bytes;   /* atomic: chunk and huge memory and their metadata, <= memory_limit */
+    uint64_t retired_hits; /* atomic: thread-cache hits of caches already gone */
     uint64_t next_idle_scan_ms; /* atomic: when idle thread caches are looked for next */
     uint64_t magic;
 };
 #define BP_POOL_MAGIC 0x627566706f6f6c31ull /* "bufpool1" */
 
-/* Counts `bytes` of chunk or huge memory against memory_limit before it is mapped: false
- * (nothing counted) when the limit would be passed. bp_pool_unreserve when unmapped. */
+/* Counts `bytes` of chunk or huge memory (or their metadata) against memory_limit before it
+ * is mapped: false (nothing counted) when the limit would be passed. bp_pool_unreserve when
+ * unmapped. */
 bool bp_pool_reserve(bp_pool *pool, size_t bytes);
 void bp_pool_unreserve(bp_pool *pool, size_t bytes);
+/* Checked builds: reports `what`(pool) and aborts unless pool is live (a destroyed pool's
+ * mapping stays there, purged, in those builds). Release builds: nothing. */
+#if BP_CHECKED
+void bp_pool_check_live(const bp_pool *pool, const char *what);
+#else
+bp_inline void bp_pool_check_live(const bp_pool *pool, const char *what)
+{
+    (void)pool;
+    (void)what;
+}
+#endif
 /* Walks every arena, chunk, run and subpage; returns the number of problems found. */
 int bp_pool_check(bp_pool *pool);
 /* bp_pool_trim without the purge: what an allocation about to fail calls before it tries
  * again. Returns the bytes unmapped. */
 size_t bp_pool_reclaim(bp_pool *pool);
+/* How many of pool's arenas are initialised: loops over arenas stop there. */
+bp_inline unsigned bp_pool_arenas_ready(const bp_pool *pool)
+{
+    return __atomic_load_n(&pool->arenas_ready, __ATOMIC_ACQUIRE);
+}
+/* background.c: starts the background thread unless it runs (or could not start); called
+ * by the slow path of an allocation in a pool with background_thread set. */
+void bp_background_ensure(void);
+/* Passes the background thread made over the pools (for tests). */
+uint64_t bp_background_passes(void);
+/* fork(): the child has no background thread; the next slow path starts one. */
+void bp_background_postfork_child(void);
 /* Calls fn for every live pool (under the pool list's lock). */
 void bp_pool_for_each(void (*fn)(bp_pool *pool));
 /* Counters of all arenas added up. */
@@ -983,7 +1056,9 @@ int bp_options_check(const bp_config *cfg);
  * os.c — mappings through a pool's bp_os table, and messages that never allocate.
  * ------------------------------------------------------------------------------------------ */
 void *bp_os_map(const bp_os *os, size_t size, size_t align);
-void bp_os_unmap(const bp_os *os, void *addr, size_t size);
+/* 0, or the OS layer's error: the range is then still mapped, and purged where the layer can
+ * purge. Callers that keep nothing may ignore the result (the range stays reserved). */
+int bp_os_unmap(const bp_os *os, void *addr, size_t size);
 /* printf-style message on stderr, one line prefixed "bufpool: PROGRAM[PID]: ", formatted on
  * the stack (no allocation, no stdio: it may run inside malloc). */
 void bp_message(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

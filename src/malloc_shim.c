@@ -27,9 +27,10 @@ SHIM void *malloc(size_t size)
     return bp_alloc(pool(), size);
 }
 
+/* The _as calls name the function the program called in a misuse report. */
 SHIM void free(void *p)
 {
-    bp_free(p);
+    bp_free_as(p, "free");
 }
 
 SHIM void *calloc(size_t n, size_t size)
@@ -41,10 +42,10 @@ SHIM void *calloc(size_t n, size_t size)
 SHIM void *realloc(void *p, size_t size)
 {
     if (p != NULL && size == 0) {
-        bp_free(p);
+        bp_free_as(p, "realloc");
         return NULL;
     }
-    return bp_realloc(pool(), p, size);
+    return bp_realloc_as(pool(), p, size, "realloc");
 }
 
 SHIM void *reallocarray(void *p, size_t n, size_t size)
@@ -57,7 +58,8 @@ SHIM void *reallocarray(void *p, size_t n, size_t size)
     return realloc(p, total);
 }
 
-/* Any power of two: up to the chunk size through the pool, beyond it as a huge block. */
+/* Any power of two: up to the chunk size through the pool, beyond it as a huge block (a
+ * size-0 request too: it gets a page of its own). */
 static void *aligned(size_t align, size_t size)
 {
     bp_pool *p = pool();
@@ -80,16 +82,8 @@ SHIM int posix_memalign(void **out, size_t align, size_t size)
     return 0;
 }
 
-SHIM void *aligned_alloc(size_t align, size_t size)
-{
-    if (!bp_is_pow2(align)) {
-        errno = EINVAL;
-        return NULL;
-    }
-    return aligned(align, size);
-}
-
-/* glibc: an alignment that is not a power of two is rounded up to one. */
+/* glibc: an alignment that is not a power of two is rounded up to one (0 and 1 ask for
+ * none); one above SIZE_MAX / 2 + 1 has no power of two to round to: EINVAL. */
 SHIM void *memalign(size_t align, size_t size)
 {
     if (align > SIZE_MAX / 2 + 1) {
@@ -99,6 +93,13 @@ SHIM void *memalign(size_t align, size_t size)
     if (!bp_is_pow2(align))
         align = align <= 1 ? 1 : (size_t)1 << (bp_log2(align - 1) + 1);
     return aligned(align, size);
+}
+
+/* glibc up to 2.37 (the semantics the README promises, from 2.36): aligned_alloc is memalign,
+ * so aligned_alloc(0, n) and aligned_alloc(24, n) succeed. */
+SHIM void *aligned_alloc(size_t align, size_t size)
+{
+    return memalign(align, size);
 }
 
 SHIM void *valloc(size_t size)
@@ -117,20 +118,20 @@ SHIM void *pvalloc(size_t size)
 
 SHIM size_t malloc_usable_size(void *p)
 {
-    return bp_usable_size(p);
+    return bp_usable_size_as(p, "malloc_usable_size");
 }
 
 SHIM void free_sized(void *p, size_t size)
 {
     (void)size;
-    bp_free(p);
+    bp_free_as(p, "free_sized");
 }
 
 SHIM void free_aligned_sized(void *p, size_t align, size_t size)
 {
     (void)align;
     (void)size;
-    bp_free(p);
+    bp_free_as(p, "free_aligned_sized");
 }
 
 /* glibc's extension: gives free memory back to the OS. Returns 1 when some went back. */

@@ -12,7 +12,11 @@
 #include <unistd.h>
 
 /* mmap gives page alignment only: map size + align, then cut the unaligned head and the
- * tail away. Alignments up to the OS page need no trimming. */
+ * tail away. Alignments up to the OS page need no trimming. At vm.max_map_count a cut that
+ * splits a mapping (the span merged with a neighbour) is refused although the mmap itself
+ * succeeded: then the whole span goes (cutting at a mapping's end splits nothing) and the
+ * answer is NULL, as from a refused mmap. Returning the untrimmed span instead would cost
+ * `align` bytes of address space per call and never let an allocation loop see ENOMEM. */
 static void *default_map(size_t size, size_t align, void *ctx)
 {
     (void)ctx;
@@ -27,21 +31,24 @@ static void *default_map(size_t size, size_t align, void *ctx)
     char *raw = mmap(NULL, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (raw == MAP_FAILED)
         return NULL;
-    uintptr_t start = bp_align_up((uintptr_t)raw, align);
-    size_t head = start - (uintptr_t)raw;
+    char *start = (char *)bp_align_up((uintptr_t)raw, align);
+    size_t head = (size_t)(start - raw);
     size_t tail = span - head - size;
-    if (head)
-        munmap(raw, head);
-    if (tail)
-        munmap((char *)start + size, tail);
-    return (void *)start;
+    if (head != 0 && munmap(raw, head) != 0) {
+        munmap(raw, span);
+        return NULL;
+    }
+    if (tail != 0 && munmap(start + size, tail) != 0) {
+        munmap(start, size + tail); /* untouched: if this is refused too, address space only */
+        return NULL;
+    }
+    return start;
 }
 
-static void default_unmap(void *addr, size_t size, void *ctx)
+static int default_unmap(void *addr, size_t size, void *ctx)
 {
     (void)ctx;
-    if (munmap(addr, size) != 0)
-        bp_fatal("munmap(%p, %zu) failed: errno %d", addr, size, errno);
+    return munmap(addr, size) == 0 ? 0 : errno;
 }
 
 static int default_purge(void *addr, size_t size, void *ctx)
@@ -71,9 +78,12 @@ void *bp_os_map(const bp_os *os, size_t size, size_t align)
     return p;
 }
 
-void bp_os_unmap(const bp_os *os, void *addr, size_t size)
+int bp_os_unmap(const bp_os *os, void *addr, size_t size)
 {
-    os->unmap(addr, size, os->ctx);
+    int err = os->unmap(addr, size, os->ctx);
+    if (err != 0 && os->purge != NULL)
+        os->purge(addr, size, os->ctx); /* the range stays; at least its memory goes back */
+    return err;
 }
 
 /* ---- bp_lock ---------------------------------------------------------------------------- */

@@ -34,7 +34,7 @@ static void prefork(void)
     pthread_mutex_lock(&pools_lock);
     bp_tcache_prefork();
     for (bp_pool *p = all_pools; p != NULL; p = p->next_pool) {
-        for (unsigned i = 0; i < p->narenas; i++)
+        for (unsigned i = 0; i < bp_pool_arenas_ready(p); i++) /* fixed: registry lock held */
             bp_lock_acquire(&p->arenas[i].lock);
         pthread_mutex_lock(&p->leak_lock);
     }
@@ -46,7 +46,7 @@ static void postfork_parent(void)
     bp_chunk_map_postfork_parent();
     for (bp_pool *p = all_pools; p != NULL; p = p->next_pool) {
         pthread_mutex_unlock(&p->leak_lock);
-        for (unsigned i = 0; i < p->narenas; i++)
+        for (unsigned i = 0; i < bp_pool_arenas_ready(p); i++)
             bp_lock_release(&p->arenas[i].lock);
     }
     bp_tcache_postfork_parent();
@@ -58,10 +58,11 @@ static void postfork_child(void)
     bp_chunk_map_postfork_child();
     for (bp_pool *p = all_pools; p != NULL; p = p->next_pool) {
         pthread_mutex_unlock(&p->leak_lock);
-        for (unsigned i = 0; i < p->narenas; i++)
+        for (unsigned i = 0; i < bp_pool_arenas_ready(p); i++)
             p->arenas[i].lock = (bp_lock)BP_LOCK_INIT;
     }
     bp_tcache_postfork_child();
+    bp_background_postfork_child();
     pthread_mutex_unlock(&pools_lock);
 }
 
@@ -80,16 +81,31 @@ static void link_pool(bp_pool *pool)
     pthread_mutex_unlock(&pools_lock);
 }
 
-static void unlink_pool(bp_pool *pool)
+/* Takes pool off the list; false if it was not on it: not a live pool. Reads the list only,
+ * never the pool, so a pool destroyed already is told apart without touching its memory. */
+static bool unlink_pool(bp_pool *pool)
 {
+    bool found = false;
     pthread_mutex_lock(&pools_lock);
     for (bp_pool **pp = &all_pools; *pp != NULL; pp = &(*pp)->next_pool) {
         if (*pp == pool) {
             *pp = pool->next_pool;
+            found = true;
             break;
         }
     }
     pthread_mutex_unlock(&pools_lock);
+    return found;
+}
+
+static bool is_linked(const bp_pool *pool)
+{
+    bool found = false;
+    pthread_mutex_lock(&pools_lock);
+    for (const bp_pool *p = all_pools; p != NULL && !found; p = p->next_pool)
+        found = p == pool;
+    pthread_mutex_unlock(&pools_lock);
+    return found;
 }
 
 bp_pool *bp_pool_new(const bp_config *cfg)
@@ -147,8 +163,8 @@ bp_pool *bp_pool_new(const bp_config *cfg)
         size_t by_bytes = BP_MIN(((size_t)512 << 10) / pool->sc.size[cls], 4096);
         pool->transfer_limit[cls] = (uint32_t)BP_MAX(bin, by_bytes);
     }
-    for (unsigned i = 0; i < pool->narenas; i++)
-        bp_arena_init(&pool->arenas[i], pool, i);
+    bp_arena_init(&pool->arenas[0], pool, 0); /* the rest when threads bind there */
+    pool->arenas_ready = 1;
     bp_tcache_pool_created(pool);
     bp_leak_pool_init(pool);
     bp_track_pool(pool, true);
@@ -156,26 +172,80 @@ bp_pool *bp_pool_new(const bp_config *cfg)
     return pool;
 }
 
+#if BP_CHECKED
+/* Checked builds keep the last DEAD_POOLS destroyed pools mapped (purged, their lookup table
+ * and slot cleared, so a fast path can only miss), so a call with one of them finds its magic
+ * gone and reports; older ones are unmapped, so making and destroying pools in a loop does
+ * not grow. Only pools on the default OS layer: a program's own layer may be gone once its
+ * pools are. The ring is under pools_lock. */
+#define DEAD_POOLS 8
+static struct dead_pool {
+    void *addr;
+    size_t size;
+    bp_os os;
+} dead_pools[DEAD_POOLS];
+static unsigned dead_next;
+
+static void keep_dead(bp_pool *pool, const bp_os *os)
+{
+    size_t size = pool->map_size; /* read before the purge zeroes it */
+    memset(pool->sc.bin_lookup, 0, sizeof pool->sc.bin_lookup);
+    pool->max_cached_size = 0;
+    pool->tc_slot = BP_TCACHE_SLOTS;
+    if (os->purge != NULL)
+        os->purge(pool, size, os->ctx);
+    struct dead_pool oldest, *d;
+    pthread_mutex_lock(&pools_lock);
+    d = &dead_pools[dead_next++ % DEAD_POOLS];
+    oldest = *d;
+    *d = (struct dead_pool){pool, size, *os};
+    pthread_mutex_unlock(&pools_lock);
+    if (oldest.addr != NULL)
+        bp_os_unmap(&oldest.os, oldest.addr, oldest.size);
+}
+#endif
+
+/* A destroyed pool passed again: in every build bp_pool_destroy finds it missing from the
+ * list of live pools before it reads the pool. Checked builds keep recent destroyed pools
+ * mapped and every entry point's slow path checks the magic; release builds unmap at once,
+ * and any other use is undefined. */
 void bp_pool_destroy(bp_pool *pool)
 {
     if (pool == NULL)
         return;
-    if (pool->magic != BP_POOL_MAGIC)
-        bp_fatal("bp_pool_destroy(%p): not a live pool", (void *)pool);
+    if (!is_linked(pool))
+        bp_fatal("bp_pool_destroy(%p): not a live pool (destroyed already?)", (void *)pool);
+    bp_pool_check_live(pool, "bp_pool_destroy");
     if (pool->on_destroy != NULL)
         pool->on_destroy(pool);
-    unlink_pool(pool);
+    if (!unlink_pool(pool)) /* another thread's destroy got there first */
+        bp_fatal("bp_pool_destroy(%p): destroyed twice at once", (void *)pool);
     bp_track_pool(pool, false);
     bp_tcache_pool_destroying(pool);
-    for (unsigned i = 0; i < pool->narenas; i++)
+    for (unsigned i = 0; i < bp_pool_arenas_ready(pool); i++)
         bp_arena_destroy(&pool->arenas[i]);
     pool->magic = 0;
     bp_os os = pool->os;
+#if BP_CHECKED
+    if (os.map == bp_os_default()->map) {
+        keep_dead(pool, &os);
+        return;
+    }
+#endif
     bp_os_unmap(&os, pool, pool->map_size);
 }
 
+#if BP_CHECKED
+void bp_pool_check_live(const bp_pool *pool, const char *what)
+{
+    if (pool == NULL || pool->magic != BP_POOL_MAGIC)
+        bp_fatal("%s(%p): not a live pool (destroyed?)", what, (const void *)pool);
+}
+#endif
+
 void bp_pool_config(const bp_pool *pool, bp_config *out)
 {
+    bp_pool_check_live(pool, "bp_pool_config");
     *out = pool->config;
 }
 
@@ -223,7 +293,7 @@ void bp_pool_unreserve(bp_pool *pool, size_t bytes)
 int bp_pool_check(bp_pool *pool)
 {
     int problems = 0;
-    for (unsigned i = 0; i < pool->narenas; i++)
+    for (unsigned i = 0; i < bp_pool_arenas_ready(pool); i++)
         problems += bp_arena_check(&pool->arenas[i]);
     return problems;
 }
@@ -231,7 +301,7 @@ int bp_pool_check(bp_pool *pool)
 void bp_pool_counters(bp_pool *pool, bp_arena_counters *out)
 {
     memset(out, 0, sizeof *out);
-    for (unsigned i = 0; i < pool->narenas; i++) {
+    for (unsigned i = 0; i < bp_pool_arenas_ready(pool); i++) {
         bp_arena *a = &pool->arenas[i];
         bp_lock_acquire(&a->lock);
         const bp_arena_counters *c = &a->counters;
@@ -267,15 +337,17 @@ static size_t trim(bp_pool *pool, bool purge)
 {
     size_t released = 0;
     bp_tcache_reclaim_all(pool);
-    for (unsigned i = 0; i < pool->narenas; i++)
+    unsigned ready = bp_pool_arenas_ready(pool);
+    for (unsigned i = 0; i < ready; i++)
         bp_arena_drain_transfers(&pool->arenas[i]);
-    for (unsigned i = 0; i < pool->narenas; i++)
+    for (unsigned i = 0; i < ready; i++)
         released += bp_arena_trim(&pool->arenas[i], purge);
     return released;
 }
 
 size_t bp_pool_trim(bp_pool *pool)
 {
+    bp_pool_check_live(pool, "bp_pool_trim");
     return trim(pool, true);
 }
 

@@ -62,6 +62,7 @@ static void counters_into(const bp_arena *arena, bp_stats *st)
         ops->arena_allocations += c->allocs;
         ops->arena_frees += c->frees;
         ops->cache_fills += c->cache_fills;
+        ops->program_frees += __atomic_load_n(&c->program_frees, __ATOMIC_RELAXED);
     }
 }
 
@@ -90,8 +91,10 @@ static void arena_into(bp_arena *arena, bp_stats *st, unsigned index)
         a->chunks = st->chunks - chunks_before;
         a->retained_chunks = arena->nretained;
     }
+    /* counts, not a walk: safe under traffic; read under the lock, so no block can leave the
+     * bitmaps meanwhile and the transfer caches hold only blocks active_bytes counted */
+    st->transfer_bytes += bp_arena_transfer_bytes(arena);
     bp_lock_release(&arena->lock);
-    st->transfer_bytes += bp_arena_transfer_bytes(arena); /* counts: safe under traffic */
 }
 
 /* The configuration part and the tables' fixed columns. */
@@ -120,7 +123,7 @@ static void fill_stats(bp_pool *pool, bp_stats *out)
     out->struct_size = sizeof(bp_stats);
     out->version = BP_STATS_VERSION;
     describe_pool(pool, out);
-    for (unsigned i = 0; i < pool->narenas; i++) {
+    for (unsigned i = 0; i < bp_pool_arenas_ready(pool); i++) {
         arena_into(&pool->arenas[i], out, i);
         out->threads += __atomic_load_n(&pool->arenas[i].bound_threads, __ATOMIC_RELAXED);
     }
@@ -129,13 +132,17 @@ static void fill_stats(bp_pool *pool, bp_stats *out)
     /* the pool's own figure: the arenas, read one after another, may hold blocks freed and
      * mapped meanwhile, which no moment of the pool ever held at once */
     out->mapped_bytes = __atomic_load_n(&pool->mapped_bytes, __ATOMIC_RELAXED);
-    uint64_t mine[BP_MAX_CLASSES] = {0}; /* this thread's hits not yet in the arenas */
+    /* this thread's hits and frees not yet in the arenas */
+    uint64_t my_hits[BP_MAX_CLASSES] = {0}, my_frees[BP_MAX_CLASSES] = {0};
     bp_tcache_stats(pool, &out->cache_hits, &out->cached_bytes);
-    bp_tcache_class_hits(pool, mine);
+    bp_tcache_class_counts(pool, my_hits, my_frees);
     out->program_allocations = out->alloc_huge;
+    out->program_frees = out->free_huge;
     for (unsigned cls = 0; cls < pool->sc.nclasses && cls < BP_STATS_CLASSES; cls++) {
-        out->class_ops[cls].program_allocations += mine[cls];
+        out->class_ops[cls].program_allocations += my_hits[cls];
+        out->class_ops[cls].program_frees += my_frees[cls];
         out->program_allocations += out->class_ops[cls].program_allocations;
+        out->program_frees += out->class_ops[cls].program_frees;
     }
 }
 
@@ -143,6 +150,7 @@ static void fill_stats(bp_pool *pool, bp_stats *out)
 
 int bp_pool_stats(bp_pool *pool, bp_stats *out)
 {
+    bp_pool_check_live(pool, "bp_pool_stats");
     size_t size = out->struct_size;
     if (size < STATS_V1_SIZE)
         return BP_EINVAL;
@@ -280,7 +288,7 @@ static int take_shot(bp_pool *pool, heap_shot *hs, bool pages)
 {
     memset(hs, 0, sizeof *hs);
     hs->pages = pages;
-    for (unsigned a = 0; a < pool->narenas; a++) {
+    for (unsigned a = 0; a < bp_pool_arenas_ready(pool); a++) {
         bp_arena *arena = &pool->arenas[a];
         for (;;) {
             bp_lock_acquire(&arena->lock);
@@ -325,9 +333,10 @@ static void print_text_totals(const bp_stats *s, FILE *f)
     uint64_t direct = direct_allocations(s);
     fprintf(f,
             "%llu allocations by the program: %llu from thread caches, %llu straight from an "
-            "arena\n",
+            "arena; %llu frees\n",
             (unsigned long long)s->program_allocations,
-            (unsigned long long)(s->program_allocations - direct), (unsigned long long)direct);
+            (unsigned long long)(s->program_allocations - direct), (unsigned long long)direct,
+            (unsigned long long)s->program_frees);
     fprintf(f, "\narena operations (thread caches refill and give back in batches)\n");
     fprintf(f, "%-12s %14s %14s %14s\n", "", "small", "normal", "huge");
     fprintf(f, "%-12s %14llu %14llu %14llu\n", "blocks out", (unsigned long long)s->alloc_small,
@@ -365,16 +374,16 @@ static void print_text_lists(const bp_stats *s, FILE *f)
 
 static void print_text_classes(const bp_stats *s, FILE *f)
 {
-    fprintf(f, "\n%-5s %9s %11s %11s %11s %9s %11s %11s %7s\n", "class", "size", "prog allocs",
-            "arena out", "arena back", "subpages", "elements", "free", "cached");
+    fprintf(f, "\n%-5s %9s %11s %11s %11s %11s %9s %11s %11s %7s\n", "class", "size", "prog allocs",
+            "prog frees", "arena out", "arena back", "subpages", "elements", "free", "cached");
     for (unsigned c = 0; c < s->classes && c < BP_STATS_CLASSES; c++) {
         const bp_stats_class *k = &s->class_stats[c];
         const bp_stats_class_ops *o = &s->class_ops[c];
         if (k->subpages == 0 && k->cached == 0 && o->program_allocations == 0 &&
-            o->arena_allocations == 0)
+            o->program_frees == 0 && o->arena_allocations == 0)
             continue;
-        fprintf(f, "%-5u %9zu %11llu %11llu %11llu %9u %11llu %11llu %7llu\n", c, k->size,
-                (unsigned long long)o->program_allocations,
+        fprintf(f, "%-5u %9zu %11llu %11llu %11llu %11llu %9u %11llu %11llu %7llu\n", c, k->size,
+                (unsigned long long)o->program_allocations, (unsigned long long)o->program_frees,
                 (unsigned long long)o->arena_allocations, (unsigned long long)o->arena_frees,
                 k->subpages, (unsigned long long)k->elements, (unsigned long long)k->free_elements,
                 (unsigned long long)k->cached);
@@ -420,6 +429,7 @@ static void print_json_totals(const bp_stats *s, FILE *f)
             s->page_size, s->chunk_size);
     fprintf(f, "  \"arenas\": %u,\n  \"threads\": %u,\n", s->arenas, s->threads);
     fprintf(f, "  \"program_allocations\": %llu,\n", (unsigned long long)s->program_allocations);
+    fprintf(f, "  \"program_frees\": %llu,\n", (unsigned long long)s->program_frees);
     fprintf(f, "  \"allocations\": {\"small\": %llu, \"normal\": %llu, \"huge\": %llu},\n",
             (unsigned long long)s->alloc_small, (unsigned long long)s->alloc_normal,
             (unsigned long long)s->alloc_huge);
@@ -469,14 +479,15 @@ static void print_json_classes(const bp_stats *s, FILE *f)
         const bp_stats_class_ops *o = &s->class_ops[c];
         fprintf(f,
                 "    {\"class\": %u, \"size\": %zu, \"small\": %s, \"program_allocations\": %llu, "
-                "\"arena_allocations\": %llu, \"arena_frees\": %llu, \"cache_fills\": %llu, "
+                "\"program_frees\": %llu, \"arena_allocations\": %llu, \"arena_frees\": %llu, "
+                "\"cache_fills\": %llu, "
                 "\"subpages\": %u, \"elements\": %llu, \"free_elements\": %llu, \"cached\": "
                 "%llu}%s\n",
                 c, k->size, k->small ? "true" : "false", (unsigned long long)o->program_allocations,
-                (unsigned long long)o->arena_allocations, (unsigned long long)o->arena_frees,
-                (unsigned long long)o->cache_fills, k->subpages, (unsigned long long)k->elements,
-                (unsigned long long)k->free_elements, (unsigned long long)k->cached,
-                c + 1 < rows ? "," : "");
+                (unsigned long long)o->program_frees, (unsigned long long)o->arena_allocations,
+                (unsigned long long)o->arena_frees, (unsigned long long)o->cache_fills, k->subpages,
+                (unsigned long long)k->elements, (unsigned long long)k->free_elements,
+                (unsigned long long)k->cached, c + 1 < rows ? "," : "");
     }
     fprintf(f, "  ],\n");
 }
@@ -674,6 +685,7 @@ static void print_svg(const bp_stats *s, const heap_shot *hs, FILE *f)
  * a heap_shot), and written after they are released: the stream may allocate from the pool. */
 int bp_pool_print_stats(bp_pool *pool, FILE *out, bp_format fmt)
 {
+    bp_pool_check_live(pool, "bp_pool_print_stats");
     bp_stats s;
     s.struct_size = sizeof s;
     bp_pool_stats(pool, &s);

@@ -150,13 +150,36 @@ static unsigned bin_capacity(const bp_pool *pool, unsigned cls)
     return cls < pool->cache_classes ? pool->config.normal_cache : 0;
 }
 
-/* Under the registry lock: the arena with the fewest bound threads (the first on a tie). */
+/* Under the registry lock: initialises arenas up to i. */
+static bp_arena *arena_at(bp_pool *pool, unsigned i)
+{
+    for (unsigned next = pool->arenas_ready; next <= i; next++) {
+        bp_arena_init(&pool->arenas[next], pool, next);
+        __atomic_store_n(&pool->arenas_ready, next + 1, __ATOMIC_RELEASE);
+    }
+    return &pool->arenas[i];
+}
+
+bp_arena *bp_tcache_arena_at(bp_pool *pool, unsigned i)
+{
+    pthread_mutex_lock(&registry_lock);
+    bp_arena *arena = arena_at(pool, i);
+    pthread_mutex_unlock(&registry_lock);
+    return arena;
+}
+
+/* Under the registry lock: the arena with the fewest bound threads (the first on a tie),
+ * where an arena not yet initialised has none: the first of those is initialised only once
+ * every ready arena has a thread. */
 static bp_arena *bind_arena(bp_pool *pool)
 {
+    unsigned ready = pool->arenas_ready;
     bp_arena *best = &pool->arenas[0];
-    for (unsigned i = 1; i < pool->narenas; i++)
+    for (unsigned i = 1; i < ready && best->bound_threads > 0; i++)
         if (pool->arenas[i].bound_threads < best->bound_threads)
             best = &pool->arenas[i];
+    if (best->bound_threads > 0 && ready < pool->narenas)
+        best = arena_at(pool, ready);
     __atomic_add_fetch(&best->bound_threads, 1, __ATOMIC_RELAXED);
     return best;
 }
@@ -251,8 +274,9 @@ static uint32_t bin_count(const bp_tcache_bin *bin)
 /* Gives the n oldest entries (those next to `empty`) back to their arenas: to the transfer
  * caches on overflow (another thread will likely want them), to the bitmaps on trim, flush
  * and exit (the point there is to give memory back). */
-static void bin_flush(bp_tcache_bin *bin, uint32_t n, bool transfer)
+static void bin_flush(bp_tcache *tc, uint32_t b, uint32_t n, bool transfer)
 {
+    bp_tcache_bin *bin = &tc->bins[b];
     uint32_t count = bin_count(bin);
     if (n > count)
         n = count;
@@ -261,16 +285,34 @@ static void bin_flush(bp_tcache_bin *bin, uint32_t n, bool transfer)
     bp_arena_free_batch(bin->empty - n, n, transfer);
     memmove(bin->head + n, bin->head, (count - n) * sizeof(void *));
     bin->head += n;
+    tc->ledger[b] -= n;
 }
 
-/* A bin's hits since the last trim or flush, about to be reset: added to its class's count in
- * the arena the cache is bound to, where stats find them per class (and keep them after the
- * thread is gone). Returns them. */
+/* Stats per class live in the arena the cache is bound to, where they outlast the thread. */
+static bp_class_counters *bin_counters(bp_tcache *tc, uint32_t b)
+{
+    return &tc->arena->counters.classes[b - 1];
+}
+
+/* The program's frees into bin b since they were last counted, added to the class's count. */
+static void count_bin_frees(bp_tcache *tc, uint32_t b)
+{
+    uint32_t seen = bin_count(&tc->bins[b]) + tc->bins[b].hits;
+    uint32_t frees = seen - tc->ledger[b];
+    if (frees != 0)
+        __atomic_add_fetch(&bin_counters(tc, b)->program_frees, frees, __ATOMIC_RELAXED);
+    tc->ledger[b] = seen;
+}
+
+/* A bin's hits since the last trim or flush, added to its class's count and reset. Returns
+ * them. */
 static uint32_t count_bin_hits(bp_tcache *tc, uint32_t b)
 {
     uint32_t hits = tc->bins[b].hits;
     if (hits != 0)
-        __atomic_add_fetch(&tc->arena->counters.classes[b - 1].cache_hits, hits, __ATOMIC_RELAXED);
+        __atomic_add_fetch(&bin_counters(tc, b)->cache_hits, hits, __ATOMIC_RELAXED);
+    tc->bins[b].hits = 0;
+    tc->ledger[b] -= hits;
     return hits;
 }
 
@@ -293,12 +335,12 @@ static void trim_bins(bp_tcache *tc)
     uint64_t hits = 0;
     for (uint32_t b = 1; b < tc->nbins; b++) {
         bp_tcache_bin *bin = &tc->bins[b];
-        hits += count_bin_hits(tc, b);
+        count_bin_frees(tc, b);
         if (bin->capacity > bin->hits && bin->head != bin->empty) {
-            bin_flush(bin, bin->capacity - bin->hits, false);
+            bin_flush(tc, b, bin->capacity - bin->hits, false);
             bin->fill = (uint16_t)BP_MAX(bin->fill / 2u, 1u); /* it held more than needed */
         }
-        bin->hits = 0;
+        hits += count_bin_hits(tc, b);
     }
     tc->countdown = (int32_t)tc->pool->config.trim_interval;
     __atomic_store_n(&tc->last_active_ms, bp_now_ms(), __ATOMIC_RELAXED);
@@ -320,9 +362,9 @@ static void tcache_flush_all(bp_tcache *tc)
 {
     uint64_t hits = 0;
     for (uint32_t b = 1; b < tc->nbins; b++) {
-        bin_flush(&tc->bins[b], bin_count(&tc->bins[b]), false);
+        count_bin_frees(tc, b);
+        bin_flush(tc, b, bin_count(&tc->bins[b]), false);
         hits += count_bin_hits(tc, b);
-        tc->bins[b].hits = 0;
     }
     publish_stats(tc, hits);
 }
@@ -355,6 +397,7 @@ static void *alloc_slow(bp_pool *pool, unsigned cls, bool *trimmed)
         if (dst != bin->empty - got)
             memmove(bin->empty - got, dst, got * sizeof(void *));
         bin->head = bin->empty - got;
+        tc->ledger[cls + 1] += got;
         __atomic_store_n(&tc->last_active_ms, bp_now_ms(), __ATOMIC_RELAXED);
     }
     void *p = *bin->head++;
@@ -384,12 +427,16 @@ static void free_slow(bp_chunk *chunk, void *p, uint32_t info)
     unsigned cls = bp_info_class(info);
     bp_tcache *tc = cls < pool->cache_classes ? tcache_get(pool) : NULL;
     if (tc == NULL || tc->bins[cls + 1].capacity == 0) {
+        __atomic_add_fetch(&chunk->arena->counters.classes[cls].program_frees, 1, __ATOMIC_RELAXED);
         bp_arena_free(chunk->arena, chunk, (uintptr_t)p, info);
         return;
     }
     bp_tcache_bin *bin = &tc->bins[cls + 1];
-    if (bin->head == bin->full)
-        bin_flush(bin, BP_MAX(bin->capacity / 2, 1u), true);
+    if (bin->head == bin->full) {
+        /* a thread that only frees never trims: its frees are counted here */
+        count_bin_frees(tc, cls + 1);
+        bin_flush(tc, cls + 1, BP_MAX(bin->capacity / 2, 1u), true);
+    }
     *--bin->head = p;
 }
 
@@ -419,7 +466,7 @@ static bp_arena *uncached_arena(bp_pool *pool)
     unsigned n = thread_number;
     if (n == 0)
         n = thread_number = __atomic_add_fetch(&thread_counter, 1, __ATOMIC_RELAXED);
-    return &pool->arenas[(n - 1) % pool->narenas];
+    return &pool->arenas[(n - 1) % bp_pool_arenas_ready(pool)];
 }
 
 /* The pthread key destructor: from here on the thread runs uncached (frees from later
@@ -492,12 +539,15 @@ void bp_tcache_stats(bp_pool *pool, uint64_t *hits, size_t *cached_bytes)
     pthread_mutex_unlock(&registry_lock);
 }
 
-void bp_tcache_class_hits(bp_pool *pool, uint64_t *class_hits)
+void bp_tcache_class_counts(bp_pool *pool, uint64_t *class_hits, uint64_t *class_frees)
 {
     bp_tcache_enter();
     const bp_tcache *mine = live_cache(pool);
-    for (uint32_t b = 1; mine != NULL && b < mine->nbins; b++)
-        class_hits[b - 1] += mine->bins[b].hits;
+    for (uint32_t b = 1; mine != NULL && b < mine->nbins; b++) {
+        const bp_tcache_bin *bin = &mine->bins[b];
+        class_hits[b - 1] += bin->hits;
+        class_frees[b - 1] += (uint32_t)(bin_count(bin) + bin->hits - mine->ledger[b]);
+    }
     bp_tcache_leave();
 }
 

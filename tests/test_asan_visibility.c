@@ -1,7 +1,8 @@
 /* test_asan_visibility.c — in an ASan build, pool memory a program must not touch is
- * poisoned: a use after free and an overflow past the requested size inside a chunk are
- * reported by ASan (each planted in a child process, whose report the parent reads). Built
- * only for the ASan configuration. */
+ * poisoned: a use after free and an overflow past the usable size inside a chunk are
+ * reported by ASan (each planted in a child process, whose report the parent reads), while
+ * every byte up to bp_usable_size, which the API promises, may be used. Built only for the
+ * ASan configuration. */
 #include "internal.h"
 #include "test.h"
 
@@ -41,10 +42,43 @@ static void use_after_free_cached_normal(bp_pool *pool)
     p[19999] = 1;
 }
 
-static void overflow_past_request(bp_pool *pool)
+static void overflow_past_usable(bp_pool *pool)
 {
-    volatile char *p = bp_alloc(pool, 100); /* a 112-byte class: 12 bytes of slack */
-    p[104] = 1;
+    volatile char *p = bp_alloc(pool, 100); /* a 112-byte class */
+    p[112] = 1;                             /* the next element, free */
+}
+
+/* Writes every usable byte of blocks from each entry point; returning means ASan was quiet. */
+static void fill(void *p)
+{
+    memset(p, 0x5a, bp_usable_size(p));
+}
+
+static void use_up_to_usable(bp_pool *pool)
+{
+    void *small = bp_alloc(pool, 100); /* 12 bytes past the request */
+    void *normal = bp_alloc(pool, 40000);
+    void *aligned = bp_aligned_alloc(pool, 256, 300);
+    void *zeroed = bp_calloc(pool, 3, 33);
+    void *huge = bp_alloc(pool, (5 << 20) + 1);
+    void *in_place = bp_realloc(pool, bp_alloc(pool, 97), 100); /* same class: stays */
+    void *moved = bp_realloc(pool, bp_alloc(pool, 20), 1000);
+    void *blocks[] = {small, normal, aligned, zeroed, huge, in_place, moved};
+    for (size_t i = 0; i < sizeof blocks / sizeof blocks[0]; i++) {
+        fill(blocks[i]);
+        bp_free(blocks[i]);
+    }
+}
+
+static void expect_quiet(const char *name, bug_fn fn)
+{
+    char out[16384];
+    int status = test_in_child(run_bug, (void *)fn, out, sizeof out);
+    bool quiet =
+        WIFEXITED(status) && WEXITSTATUS(status) == 0 && strstr(out, "AddressSanitizer") == NULL;
+    CHECK(quiet);
+    if (!quiet)
+        fprintf(stderr, "  %s: status %#x\n%.2000s\n", name, status, out);
 }
 
 static void read_of_untouched_chunk(bp_pool *pool)
@@ -64,8 +98,9 @@ int main(void)
               expect_report("uaf small", use_after_free, "use-after-poison"));
     RUN_NAMED("use after free (cached normal)",
               expect_report("uaf normal", use_after_free_cached_normal, "use-after-poison"));
-    RUN_NAMED("overflow past the request",
-              expect_report("overflow", overflow_past_request, "use-after-poison"));
+    RUN_NAMED("overflow past the usable size",
+              expect_report("overflow", overflow_past_usable, "use-after-poison"));
+    RUN_NAMED("every usable byte may be used", expect_quiet("usable", use_up_to_usable));
     RUN_NAMED("read of free chunk pages",
               expect_report("untouched", read_of_untouched_chunk, "use-after-poison"));
     return test_report();

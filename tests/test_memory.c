@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -22,10 +23,10 @@ static void *count_map(size_t size, size_t align, void *ctx)
     return bp_os_default()->map(size, align, NULL);
 }
 
-static void count_unmap(void *addr, size_t size, void *ctx)
+static int count_unmap(void *addr, size_t size, void *ctx)
 {
     ((counting_os *)ctx)->unmaps++;
-    bp_os_default()->unmap(addr, size, NULL);
+    return bp_os_default()->unmap(addr, size, NULL);
 }
 
 static int count_purge(void *addr, size_t size, void *ctx)
@@ -171,20 +172,23 @@ static void test_memory_limit(void)
 {
     counting_os c = {0};
     bp_os os = os_for(&c);
-    bp_pool *pool = pool_with(&os, 10000, 2, (size_t)3 << 20, true);
+    bp_pool *pool = pool_with(&os, 10000, 2, 0, true);
+    /* room for three chunks with their metadata, which the limit counts too */
+    size_t limit = 3 * (((size_t)1 << 20) + bp_chunk_meta_size(pool));
+    pool->config.memory_limit = limit;
     void *blocks[6];
     for (int i = 0; i < 6; i++) {
         blocks[i] = bp_alloc(pool, 512 << 10); /* two per 1 MiB chunk */
         REQUIRE(blocks[i] != NULL);
     }
-    CHECK_EQ(pool->mapped_bytes, (size_t)3 << 20);
+    CHECK_EQ(pool->mapped_bytes, limit);
     errno = 0;
     CHECK(bp_alloc(pool, 512 << 10) == NULL); /* a fourth chunk would pass the limit */
     CHECK_EQ(errno, ENOMEM);
     errno = 0;
     CHECK(bp_alloc(pool, (size_t)2 << 20) == NULL); /* and so would a huge block */
     CHECK_EQ(errno, ENOMEM);
-    CHECK_EQ(pool->mapped_bytes, (size_t)3 << 20);
+    CHECK_EQ(pool->mapped_bytes, limit);
     CHECK_EQ(bp_pool_check(pool), 0);
     bp_free(blocks[5]);
     blocks[5] = bp_alloc(pool, 512 << 10); /* serves again from the freed space */
@@ -194,7 +198,7 @@ static void test_memory_limit(void)
     bp_pool_trim(pool);
     void *huge = bp_alloc(pool, (size_t)2 << 20); /* fits now */
     CHECK(huge != NULL);
-    CHECK(pool->mapped_bytes <= (size_t)3 << 20);
+    CHECK(pool->mapped_bytes <= limit);
     bp_free(huge);
     bp_pool_destroy(pool);
 }
@@ -273,9 +277,11 @@ static void test_limit_reclaims_other_arenas(void)
     bp_config_defaults(&cfg);
     cfg.arenas = 2;
     cfg.chunk_size = (size_t)1 << 20;
-    cfg.memory_limit = (size_t)3 << 20;
     bp_pool *pool = bp_pool_new(&cfg);
     REQUIRE(pool != NULL);
+    /* three chunks with their metadata, which the limit counts too */
+    cfg.memory_limit = 3 * (((size_t)1 << 20) + bp_chunk_meta_size(pool));
+    pool->config.memory_limit = cfg.memory_limit;
     bp_arena *mine = bp_thread_arena(pool); /* this thread takes arena 0, the next arena 1 */
     fill_job job = {pool, 512 << 10};
     pthread_t t;
@@ -305,6 +311,57 @@ static size_t rss_bytes(void)
         fclose(f);
     }
     return resident * (size_t)sysconf(_SC_PAGESIZE);
+}
+
+/* Pages of [p, p + size) backed by memory. */
+static size_t resident_pages(void *p, size_t size)
+{
+    size_t pages = (size + 4095) / 4096, n = 0;
+    unsigned char *vec = malloc(pages);
+    REQUIRE(vec != NULL && mincore(p, size, vec) == 0);
+    for (size_t i = 0; i < pages; i++)
+        n += vec[i] & 1;
+    free(vec);
+    return n;
+}
+
+static void *bind_and_allocate(void *arg)
+{
+    bp_free(bp_alloc(arg, 64));
+    return NULL;
+}
+
+/* A pool with 4096 arenas costs the pages of the arenas threads bound to, not all of them;
+ * each new thread still gets an arena of its own while there are arenas without threads. */
+static void test_arenas_touched_when_bound(void)
+{
+    bp_config cfg;
+    bp_config_defaults(&cfg);
+    cfg.arenas = 4096;
+    bp_pool *pool = bp_pool_new(&cfg);
+    REQUIRE(pool != NULL);
+    bp_free(bp_alloc(pool, 64));
+    size_t arena_pages = (sizeof(bp_arena) + 4095) / 4096;
+    size_t touched = resident_pages(pool, pool->map_size);
+    printf("  %zu of %zu pages of the pool's mapping resident (an arena spans %zu)\n", touched,
+           pool->map_size / 4096, arena_pages);
+    CHECK(touched <= (sizeof(bp_pool) + 4095) / 4096 + 2 * arena_pages + 2);
+    CHECK_EQ(bp_pool_arenas_ready(pool), 1);
+    pthread_t t[3];
+    for (int i = 0; i < 3; i++) { /* one after another: each finds every ready arena bound */
+        REQUIRE(pthread_create(&t[i], NULL, bind_and_allocate, pool) == 0);
+        pthread_join(t[i], NULL);
+    }
+    /* exited threads unbind: the next thread reuses arena 1 rather than touching more */
+    CHECK_EQ(bp_pool_arenas_ready(pool), 2);
+    bp_stats s;
+    s.struct_size = sizeof s;
+    REQUIRE(bp_pool_stats(pool, &s) == BP_OK);
+    CHECK_EQ(s.arenas, 4096);
+    CHECK_EQ(s.program_allocations, 4);
+    CHECK_EQ(bp_pool_check(pool), 0);
+    CHECK_EQ(bp_pool_trim(pool) > 0, true);
+    bp_pool_destroy(pool);
 }
 
 static void test_rss_drops_on_trim(void)
@@ -345,5 +402,6 @@ int main(void)
     RUN(test_limit_reclaims_before_failing);
     RUN(test_limit_reclaims_other_arenas);
     RUN(test_rss_drops_on_trim);
+    RUN(test_arenas_touched_when_bound);
     return test_report();
 }

@@ -29,6 +29,7 @@ typedef struct ctx {
     int local;     /* a stack address (the setup's frame is still live in the child) */
     bool malloced; /* victim came from malloc() */
     bool buf;      /* victim is a bp_buf */
+    bool is_pool;  /* victim is the pool itself */
 } ctx;
 
 typedef struct misuse {
@@ -127,6 +128,8 @@ static bool run_case(const misuse *m, bool loud)
         free(c.victim);
     else if (c.buf)
         bp_buf_release(c.victim);
+    else if (c.is_pool)
+        ; /* the pool is destroyed below */
     else if (c.base != NULL)
         bp_free(c.base);
     else if (c.victim != (void *)&a_global && c.victim != (void *)&c.local)
@@ -214,6 +217,16 @@ static void act_free(ctx *c)
     bp_free(c->victim);
 }
 
+/* A new huge block of the same size is mapped between the two frees: without a quarantine it
+ * takes the freed block's address, and the second free would free it. */
+static void act_double_free_huge_after_reuse(ctx *c)
+{
+    bp_free(c->victim);
+    void *reuser = bp_alloc(c->pool, 5 * MiB);
+    REQUIRE(reuser != NULL);
+    bp_free(c->victim);
+}
+
 static void act_free_sized(ctx *c)
 {
     bp_free_sized(c->victim, 100);
@@ -274,6 +287,44 @@ static void setup_stack(ctx *c)
     c->victim = &c->local;
 }
 
+static void setup_pool(ctx *c)
+{
+    c->victim = c->pool;
+    c->is_pool = true;
+}
+
+static void act_destroy_twice(ctx *c)
+{
+    bp_pool_destroy(c->pool);
+    bp_pool_destroy(c->pool);
+}
+
+static void act_alloc_after_destroy(ctx *c)
+{
+    bp_pool_destroy(c->pool);
+    c->extra[0] = bp_alloc(c->pool, 64); /* never returns */
+}
+
+static void act_aligned_alloc_after_destroy(ctx *c)
+{
+    bp_pool_destroy(c->pool);
+    c->extra[0] = bp_aligned_alloc(c->pool, 4096, 100); /* never returns */
+}
+
+static void act_stats_after_destroy(ctx *c)
+{
+    bp_pool_destroy(c->pool);
+    bp_stats s;
+    s.struct_size = sizeof s;
+    bp_pool_stats(c->pool, &s);
+}
+
+static void act_trim_after_destroy(ctx *c)
+{
+    bp_pool_destroy(c->pool);
+    bp_pool_trim(c->pool);
+}
+
 static void setup_malloc(ctx *c)
 {
     c->victim = malloc(100);
@@ -326,8 +377,12 @@ static const misuse cases[] = {
          act_double_free, DOUBLE),
     CASE("double free of a 32 KiB block, uncached", tune_uncached, setup_cached_normal,
          act_double_free, DOUBLE),
-    /* freed, a huge block is unmapped: the second free names a pointer no pool owns */
-    CASE("double free of a huge block", NULL, setup_huge, act_double_free, FOREIGN),
+    /* freed, a huge block is unmapped (release builds): the second free names a pointer no
+     * pool owns; checked builds keep it registered a while and name the double free */
+    CASE("double free of a huge block", NULL, setup_huge, act_double_free,
+         BP_CHECKED ? DOUBLE : FOREIGN),
+    CHECKED_CASE("double free of a huge block after a new one was mapped", NULL, setup_huge,
+                 act_double_free_huge_after_reuse, "bp_free(|" DOUBLE),
     CASE("free inside a small block", NULL, setup_interior_small, act_free, START),
     CASE("free inside a small block, uncached", tune_uncached, setup_interior_small, act_free,
          START),
@@ -347,6 +402,25 @@ static const misuse cases[] = {
          "bp_usable_size|" FOREIGN),
     CASE("bp_usable_size of a global's address", NULL, setup_global, act_usable_size,
          "bp_usable_size|" FOREIGN),
+    /* the report names the call the program made (tool builds look the block up first) */
+    CASE("bp_free of a stack address names bp_free", NULL, setup_stack, act_free,
+         "bp_free(|" FOREIGN),
+    CASE("bp_free_sized of a stack address names it", NULL, setup_stack, act_free_sized,
+         "bp_free_sized(|" FOREIGN),
+    CASE("bp_realloc of a stack address names it", NULL, setup_stack, act_realloc,
+         "bp_realloc(|" FOREIGN),
+    /* a destroyed pool: destroying it again is caught in every build (the list of live pools
+     * is read, not the pool); checked builds keep its mapping and check any other call */
+    CASE("bp_pool_destroy twice", NULL, setup_pool, act_destroy_twice,
+         "bp_pool_destroy(|not a live pool"),
+    CHECKED_CASE("bp_alloc on a destroyed pool", NULL, setup_pool, act_alloc_after_destroy,
+                 "bp_alloc(|not a live pool"),
+    CHECKED_CASE("bp_aligned_alloc on a destroyed pool", NULL, setup_pool,
+                 act_aligned_alloc_after_destroy, "bp_aligned_alloc(|not a live pool"),
+    CHECKED_CASE("bp_pool_stats on a destroyed pool", NULL, setup_pool, act_stats_after_destroy,
+                 "bp_pool_stats(|not a live pool"),
+    CHECKED_CASE("bp_pool_trim on a destroyed pool", NULL, setup_pool, act_trim_after_destroy,
+                 "bp_pool_trim(|not a live pool"),
     CHECKED_CASE("bp_free_sized beyond the block", NULL, setup_small, act_free_sized_too_big,
                  "bp_free_sized|holds only 112"),
 };

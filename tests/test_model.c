@@ -461,7 +461,7 @@ static void op_free(model *m, slot *s)
 static size_t transfer_bytes(bp_pool *pool)
 {
     size_t bytes = 0;
-    for (unsigned i = 0; i < pool->narenas; i++)
+    for (unsigned i = 0; i < bp_pool_arenas_ready(pool); i++)
         bytes += bp_arena_transfer_bytes(&pool->arenas[i]);
     return bytes;
 }
@@ -482,8 +482,12 @@ static void check_pool(model *m)
     MCHECK(m, c.huge_bytes == m->live_huge, NULL, "huge bytes %zu, live huge blocks hold %zu",
            c.huge_bytes, m->live_huge);
     size_t mapped = __atomic_load_n(&m->pool->mapped_bytes, __ATOMIC_RELAXED);
-    MCHECK(m, mapped == c.chunk_bytes + c.huge_bytes, NULL,
-           "mapped bytes %zu, chunks %zu + huge %zu", mapped, c.chunk_bytes, c.huge_bytes);
+    size_t overhead = 0; /* metadata memory_limit counts too */
+    for (unsigned i = 0; i < bp_pool_arenas_ready(m->pool); i++)
+        overhead += bp_arena_overhead_bytes(&m->pool->arenas[i]);
+    MCHECK(m, mapped == c.chunk_bytes + c.huge_bytes + overhead, NULL,
+           "mapped bytes %zu, chunks %zu + huge %zu + metadata %zu", mapped, c.chunk_bytes,
+           c.huge_bytes, overhead);
 }
 
 static void verify_all(model *m, const char *when)

@@ -7,6 +7,8 @@
 #include <errno.h>
 #include <malloc.h>
 #include <pthread.h>
+#include <signal.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -23,6 +25,8 @@ static void test_active(void)
 /* Sizes the compiler must not see through (it rejects constant impossible sizes). */
 static volatile size_t size_max = SIZE_MAX;
 static volatile size_t align_48 = 48;
+static volatile size_t align_0 = 0;
+static volatile size_t align_2_41 = (size_t)1 << 41;
 
 static void test_edges(void)
 {
@@ -50,9 +54,6 @@ static void test_edges(void)
     errno = 1234;
     CHECK_EQ(posix_memalign(&p, 64, size_max), ENOMEM);
     CHECK_EQ(errno, 1234);
-    errno = 0;
-    CHECK(aligned_alloc(align_48, 10) == NULL);
-    CHECK_EQ(errno, EINVAL);
     p = memalign(align_48, 10); /* glibc rounds the alignment up to 64 */
     CHECK(p != NULL && (uintptr_t)p % 64 == 0);
     free(p);
@@ -86,6 +87,108 @@ static void test_alignments(void)
         CHECK(q != NULL && (uintptr_t)q % align == 0);
         free(q);
     }
+}
+
+/* glibc 2.36 (up to 2.37): aligned_alloc is memalign, so an alignment of 0 or one that is no
+ * power of two is served (rounded up to a power of two); past SIZE_MAX / 2 + 1 none is. */
+static void test_aligned_alloc_as_glibc_236(void)
+{
+    void *p = aligned_alloc(align_0, 10);
+    CHECK(p != NULL);
+    free(p);
+    p = aligned_alloc(align_48 / 2, 10); /* 24: rounded up to 32 */
+    CHECK(p != NULL && (uintptr_t)p % 32 == 0);
+    free(p);
+    p = aligned_alloc(align_48, 100); /* 48: rounded up to 64 */
+    CHECK(p != NULL && (uintptr_t)p % 64 == 0 && malloc_usable_size(p) >= 100);
+    free(p);
+    errno = 0;
+    CHECK(aligned_alloc(size_max / 2 + 2, 10) == NULL);
+    CHECK_EQ(errno, EINVAL);
+}
+
+/* A size-0 request with an alignment above the chunk size (4 MiB by default) gets a block of
+ * its own: two are different, each has usable bytes, realloc and free work. */
+static void test_zero_size_large_alignment(void)
+{
+    for (size_t align = (size_t)64 << 10; align <= ((size_t)16 << 20); align <<= 1) {
+        void *a = NULL, *b = NULL;
+        CHECK_EQ(posix_memalign(&a, align, 0), 0);
+        CHECK_EQ(posix_memalign(&b, align, 0), 0);
+        CHECK(a != NULL && b != NULL && a != b);
+        CHECK((uintptr_t)a % align == 0 && (uintptr_t)b % align == 0);
+        CHECK(malloc_usable_size(a) > 0);
+        void *c = aligned_alloc(align, 0), *d = memalign(align, 0);
+        CHECK(c != NULL && d != NULL && c != d && c != a && d != b);
+        CHECK((uintptr_t)c % align == 0 && (uintptr_t)d % align == 0);
+        memset(a, 0x5a, malloc_usable_size(a));
+        unsigned char *r = realloc(a, 100000);
+        REQUIRE(r != NULL);
+        CHECK(r[0] == 0x5a);
+        free(r);
+        free(b);
+        free(c);
+        free(d);
+    }
+}
+
+/* glibc: a power-of-two alignment it cannot serve is ENOMEM, not EINVAL. */
+static void test_alignment_too_large(void)
+{
+    void *p = NULL;
+    CHECK_EQ(posix_memalign(&p, align_2_41, 10), ENOMEM);
+    errno = 0;
+    CHECK(aligned_alloc(align_2_41, 10) == NULL);
+    CHECK_EQ(errno, ENOMEM);
+    errno = 0;
+    CHECK(memalign(align_2_41, 10) == NULL);
+    CHECK_EQ(errno, ENOMEM);
+}
+
+/* A misuse report names the call the program made, not bufpool's own. */
+static int not_a_block;
+static void *volatile foreign = &not_a_block; /* the compiler must not see what it is */
+
+static void free_foreign(void *arg)
+{
+    (void)arg;
+    free(foreign);
+}
+
+static void realloc_foreign(void *arg)
+{
+    (void)arg;
+    void *volatile p = realloc(foreign, 100);
+    (void)p;
+}
+
+static void usable_size_foreign(void *arg)
+{
+    (void)arg;
+    volatile size_t n = malloc_usable_size(foreign);
+    (void)n;
+}
+
+static void expect_named(void (*fn)(void *), const char *call)
+{
+    char out[4096], want[64];
+    int status = test_in_child(fn, NULL, out, sizeof out);
+    snprintf(want, sizeof want, "%s(%p): pointer not allocated by bufpool", call,
+             (void *)&not_a_block);
+    const char *at = strstr(out, want);
+    bool named = WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT && at != NULL &&
+                 (at == out || at[-1] == ' ');
+    CHECK(named);
+    if (!named)
+        fprintf(stderr, "  expected \"%s\" and an abort; status %#x, stderr:\n%s\n", want, status,
+                out);
+}
+
+static void test_misuse_names_the_call(void)
+{
+    expect_named(free_foreign, "free");
+    expect_named(realloc_foreign, "realloc");
+    expect_named(usable_size_foreign, "malloc_usable_size");
 }
 
 static void test_realloc_classes(void)
@@ -148,6 +251,10 @@ int main(void)
     RUN(test_active);
     RUN(test_edges);
     RUN(test_alignments);
+    RUN(test_aligned_alloc_as_glibc_236);
+    RUN(test_zero_size_large_alignment);
+    RUN(test_alignment_too_large);
+    RUN(test_misuse_names_the_call);
     RUN(test_realloc_classes);
     RUN(test_threads);
     return test_report();

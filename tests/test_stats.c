@@ -68,7 +68,10 @@ static void test_snapshot(void)
     CHECK_EQ(s.active_bytes, 6 * 112 + 2 * 65536 + ((size_t)5 << 20));
     CHECK_EQ(s.huge_bytes, (size_t)5 << 20);
     CHECK_EQ(s.chunk_bytes, (size_t)4 << 20);
-    CHECK_EQ(s.mapped_bytes, (size_t)9 << 20);
+    /* chunk and huge memory, the chunk's metadata and one huge-descriptor slab */
+    size_t mapped = ((size_t)9 << 20) + bp_arena_overhead_bytes(&pool->arenas[0]);
+    CHECK_EQ(mapped, ((size_t)9 << 20) + bp_chunk_meta_size(pool) + (64 << 10));
+    CHECK_EQ(s.mapped_bytes, mapped);
     CHECK_EQ(s.chunks, 1);
     CHECK_EQ(s.chunks_mapped, 1);
     CHECK_EQ(s.cache_hits, 0);
@@ -139,7 +142,8 @@ static void test_json_and_svg(void)
            path, got, sizeof got);
     char expect[256];
     snprintf(expect, sizeof expect, "10 1 1 %zu %zu %d 506 [('qInit', 5, %d)]\n",
-             6 * 112 + 2 * 65536 + ((size_t)5 << 20), (size_t)9 << 20, 23 * 8192,
+             6 * 112 + 2 * 65536 + ((size_t)5 << 20),
+             ((size_t)9 << 20) + bp_arena_overhead_bytes(&pool->arenas[0]), 23 * 8192,
              (512 - 23) * 8192);
     CHECK(strcmp(got, expect) == 0);
     if (strcmp(got, expect) != 0)
@@ -296,6 +300,106 @@ static void test_program_allocations(void)
     bp_pool_destroy(pool);
 }
 
+typedef struct free_job {
+    void **blocks;
+    int n;
+} free_job;
+
+static void *free_and_exit(void *arg)
+{
+    free_job *job = arg;
+    for (int i = 0; i < job->n; i++)
+        bp_free(job->blocks[i]); /* a thread that only frees: its bins overflow, never trim */
+    return NULL;
+}
+
+/* The program's frees, per class: this thread's (still in its cache, uncounted by any
+ * flush), another thread's that allocated and freed, a thread that only freed blocks this
+ * one allocated, and a huge block. Each is counted exactly, though bp_free's fast path has
+ * no counter. */
+static void test_program_frees(void)
+{
+    bp_config cfg;
+    bp_config_defaults(&cfg);
+    cfg.arenas = 1;
+    bp_pool *pool = bp_pool_new(&cfg);
+    REQUIRE(pool != NULL);
+    enum { N = 3000 };
+    static void *blocks[N];
+    uint64_t expect[BP_MAX_CLASSES] = {0};
+    uint64_t x = 7;
+    for (int i = 0; i < N; i++) {
+        x = x * 6364136223846793005ull + 1442695040888963407ull;
+        size_t size = 16 + (x >> 40) % ((x >> 33) % 4 == 0 ? 60000 : 2000);
+        blocks[i] = bp_alloc(pool, size);
+        REQUIRE(blocks[i] != NULL);
+        if (i % 3 == 0 || i >= N / 2)
+            expect[bp_size_to_class(&pool->sc, size)]++;
+    }
+    for (int i = 0; i < N / 2; i += 3)
+        bp_free(blocks[i]);
+    free_job job = {blocks + N / 2, N - N / 2};
+    pthread_t t;
+    REQUIRE(pthread_create(&t, NULL, free_and_exit, &job) == 0);
+    pthread_join(t, NULL);
+    REQUIRE(pthread_create(&t, NULL, allocate_and_exit, pool) == 0);
+    pthread_join(t, NULL);
+    expect[bp_size_to_class(&pool->sc, 100)] += 500;
+    bp_free(bp_alloc(pool, 2 * cfg.chunk_size)); /* huge: no class */
+    uint64_t total = 1;
+    for (unsigned c = 0; c < pool->sc.nclasses; c++)
+        total += expect[c];
+
+    bp_stats s;
+    s.struct_size = sizeof s;
+    REQUIRE(bp_pool_stats(pool, &s) == BP_OK);
+    CHECK_EQ(s.program_frees, total);
+    uint64_t mismatched = 0;
+    for (unsigned c = 0; c < pool->sc.nclasses; c++) {
+        mismatched += s.class_ops[c].program_frees != expect[c];
+        if (s.class_ops[c].program_frees != expect[c])
+            fprintf(stderr, "  class %u: %llu program frees, expected %llu\n", c,
+                    (unsigned long long)s.class_ops[c].program_frees,
+                    (unsigned long long)expect[c]);
+    }
+    CHECK_EQ(mismatched, 0);
+
+    /* the same after this thread's cache trims and flushes */
+    bp_pool_trim(pool);
+    REQUIRE(bp_pool_stats(pool, &s) == BP_OK);
+    CHECK_EQ(s.program_frees, total);
+
+    char path[] = "/tmp/bp_statsXXXXXX";
+    int fd = mkstemp(path);
+    REQUIRE(fd >= 0);
+    FILE *f = fdopen(fd, "w");
+    CHECK_EQ(bp_pool_print_stats(pool, f, BP_FORMAT_JSON), BP_OK);
+    fclose(f);
+    char got[256], want[256];
+    python("import json,sys; d = json.load(open(sys.argv[1])); "
+           "print(d[\"program_frees\"], sum(c[\"program_frees\"] for c in d[\"classes\"]))",
+           path, got, sizeof got);
+    snprintf(want, sizeof want, "%llu %llu\n", (unsigned long long)total,
+             (unsigned long long)total - 1);
+    CHECK(strcmp(got, want) == 0);
+    f = fopen(path, "w");
+    CHECK_EQ(bp_pool_print_stats(pool, f, BP_FORMAT_TEXT), BP_OK);
+    fclose(f);
+    snprintf(want, sizeof want, "; %llu frees", (unsigned long long)total);
+    FILE *r = fopen(path, "r");
+    REQUIRE(r != NULL);
+    char text[4096];
+    size_t len = fread(text, 1, sizeof text - 1, r);
+    text[len] = 0;
+    fclose(r);
+    CHECK(strstr(text, want) != NULL);
+    unlink(path);
+    for (int i = 0; i < N / 2; i++)
+        if (i % 3 != 0)
+            bp_free(blocks[i]);
+    bp_pool_destroy(pool);
+}
+
 /* A program built against version 1's header passes version 1's size: it gets those fields,
  * version 1, and nothing written past them. */
 static void test_version1_caller(void)
@@ -381,7 +485,7 @@ typedef struct collector {
 
 static bool any_arena_locked(bp_pool *pool)
 {
-    for (unsigned i = 0; i < pool->narenas; i++)
+    for (unsigned i = 0; i < bp_pool_arenas_ready(pool); i++)
         if (__atomic_load_n(&pool->arenas[i].lock.state, __ATOMIC_RELAXED) != 0)
             return true;
     return false;
@@ -612,6 +716,7 @@ static void test_mapped_within_limit(void)
     size_t huge = (size_t)5 << 20;
     void *first = bp_arena_alloc_huge(&r.pool->arenas[0], huge, 0);
     REQUIRE(first != NULL);
+    bp_arena *third = bp_tcache_arena_at(r.pool, 2); /* no thread bound there yet */
     bp_lock *lock1 = &r.pool->arenas[1].lock;
     bp_lock_acquire(lock1);
     pthread_t t;
@@ -619,14 +724,15 @@ static void test_mapped_within_limit(void)
     while (__atomic_load_n(&lock1->state, __ATOMIC_ACQUIRE) != 2) /* it sleeps on the lock */
         sched_yield();
     bp_free(first);
-    void *second = bp_arena_alloc_huge(&r.pool->arenas[2], huge, 0);
+    void *second = bp_arena_alloc_huge(third, huge, 0);
     REQUIRE(second != NULL); /* the limit held: one block at a time */
     bp_lock_release(lock1);
     void *failed;
     pthread_join(t, &failed);
     CHECK(failed == NULL);
     CHECK(r.s.mapped_bytes <= cfg.memory_limit);
-    CHECK_EQ(r.s.mapped_bytes, huge);
+    /* one huge block and a descriptor slab in each of arenas 0 and 2 */
+    CHECK_EQ(r.s.mapped_bytes, huge + 2 * (64 << 10));
     bp_free(second);
     bp_pool_destroy(r.pool);
 }
@@ -719,6 +825,7 @@ int main(void)
     RUN(test_cache_hits);
     RUN(test_json_and_svg);
     RUN(test_program_allocations);
+    RUN(test_program_frees);
     RUN(test_version1_caller);
     RUN(test_svg_subpage_runs);
     RUN(test_report_into_pool_stream);

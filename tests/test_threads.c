@@ -27,7 +27,7 @@ static bp_pool *new_pool(unsigned arenas, size_t chunk)
 static unsigned bound_threads(bp_pool *pool)
 {
     unsigned n = 0;
-    for (unsigned i = 0; i < pool->narenas; i++)
+    for (unsigned i = 0; i < bp_pool_arenas_ready(pool); i++)
         n += pool->arenas[i].bound_threads;
     return n;
 }
@@ -183,7 +183,7 @@ static void test_stress(void)
     /* every thread's cache came back at exit; what remains live waits in transfer caches
      * (overflows pushed there by threads still running when an arena's last thread left) */
     size_t in_transfer = 0;
-    for (unsigned i = 0; i < pool->narenas; i++)
+    for (unsigned i = 0; i < bp_pool_arenas_ready(pool); i++)
         in_transfer += bp_arena_transfer_bytes(&pool->arenas[i]);
     CHECK_EQ(c.active_bytes, in_transfer);
     CHECK(bp_pool_trim(pool) > 0);
