@@ -78,7 +78,11 @@ typedef struct bp_config {
     unsigned small_cache;     /* thread-cache entries per small class, 0..32768; default 256 */
     unsigned normal_cache;    /* entries per cached normal class, 0..32768; default 64 */
     size_t max_cached;        /* largest size a thread cache keeps, 0..1 GiB (small classes
-                               * are cached whatever it says); default 32 KiB */
+                               * are cached whatever it says); default 256 KiB */
+    size_t cache_bytes;       /* what a thread cache may hold of the cached classes above the
+                               * small ones, shared equally among them: each holds
+                               * max(1, share / size) blocks, at most normal_cache; 0..1 GiB,
+                               * 0 = those classes uncached; default 4 MiB */
     unsigned trim_interval;   /* allocations between thread-cache trims, 1..2^30; default 8192 */
     size_t memory_limit;      /* ceiling on mapped bytes: chunks and huge blocks with their
                                * metadata (chunk metadata, huge descriptors); 0 = none */
@@ -287,6 +291,7 @@ typedef struct bp_stats {
     uint64_t program_allocations;     /* every block bp_alloc and its family returned */
     uint64_t program_frees;           /* every block the program freed (huge ones included) */
     uint64_t lock_allocs, lock_frees; /* arena lock acquisitions that handed out / took back */
+    size_t cache_bound_bytes; /* the most one thread's cache can hold (capacity x size, summed) */
     bp_stats_class_ops class_ops[BP_STATS_CLASSES];
 } bp_stats;
 

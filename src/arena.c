@@ -544,7 +544,7 @@ unsigned bp_arena_transfer_take(bp_arena *arena, unsigned cls, void **out, unsig
     if (__atomic_load_n(&t->head, __ATOMIC_RELAXED) == NULL)
         return 0;
     void *list = __atomic_exchange_n(&t->head, NULL, __ATOMIC_ACQUIRE);
-    unsigned n = 0, unlinked = 0; /* unlinked: the blocks beyond max */
+    unsigned n = 0;
     while (list != NULL && n < max) {
         out[n++] = list;
         bp_unpoison(list, sizeof(void *));
@@ -557,18 +557,20 @@ unsigned bp_arena_transfer_take(bp_arena *arena, unsigned cls, void **out, unsig
         unsigned k = 0;
         while (list != NULL) {
             rest[k++] = list;
-            unlinked++;
             bp_unpoison(list, sizeof(void *));
             void *next = *(void **)list;
             bp_poison(list, sizeof(void *));
             list = next;
             if (k == 256 || list == NULL) {
+                /* uncounted before they reach the bitmaps: stats read count with active_bytes
+                 * under the lock, and must never see transfer bytes no block backs */
+                __atomic_sub_fetch(&t->count, k, __ATOMIC_RELAXED);
                 bp_arena_free_batch(rest, k, false);
                 k = 0;
             }
         }
     }
-    __atomic_sub_fetch(&t->count, n + unlinked, __ATOMIC_RELAXED); /* after: never below */
+    __atomic_sub_fetch(&t->count, n, __ATOMIC_RELAXED); /* after: never below the stack */
     return n;
 }
 

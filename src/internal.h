@@ -853,8 +853,10 @@ struct bp_pool {
     bp_config config;   /* as resolved at bp_pool_new (defaults filled in) */
     bp_os os;           /* copied from config.os */
     size_t page_size, chunk_size;
-    unsigned cache_classes; /* classes 0..cache_classes-1 are thread-cached */
-    size_t max_cached_size; /* size of the largest cached class (bp_alloc's fast path) */
+    unsigned cache_classes;                /* classes 0..cache_classes-1 are thread-cached */
+    uint16_t bin_capacity[BP_MAX_CLASSES]; /* thread-cache entries per class (0 past those) */
+    size_t cache_bound_bytes; /* the most one thread's cache holds: sum of capacity x size */
+    size_t max_cached_size;   /* size of the largest cached class (bp_alloc's fast path) */
     uint32_t transfer_limit[BP_MAX_CLASSES];  /* blocks an arena's transfer cache may hold */
     uint32_t run_cache_limit[BP_MAX_CLASSES]; /* runs an arena's run cache may hold */
     unsigned narenas;

@@ -28,6 +28,7 @@ static const option options[] = {
     OPT(small_cache, OPT_UINT, 0, 32768),
     OPT(normal_cache, OPT_UINT, 0, 32768),
     OPT(max_cached, OPT_SIZE, 0, (uint64_t)1 << 30),
+    OPT(cache_bytes, OPT_SIZE, 0, (uint64_t)1 << 30),
     OPT(trim_interval, OPT_UINT, 1, 1u << 30),
     OPT(memory_limit, OPT_SIZE, 0, UINT64_MAX),
     OPT(retained_chunks, OPT_UINT, 0, 1024),
@@ -46,7 +47,8 @@ void bp_config_defaults(bp_config *cfg)
     cfg->arenas = 0;
     cfg->small_cache = 256;
     cfg->normal_cache = 64;
-    cfg->max_cached = (size_t)32 << 10;
+    cfg->max_cached = (size_t)256 << 10;
+    cfg->cache_bytes = (size_t)4 << 20;
     cfg->trim_interval = 8192;
     cfg->memory_limit = 0;
     cfg->retained_chunks = 2;

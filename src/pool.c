@@ -108,6 +108,24 @@ static bool is_linked(const bp_pool *pool)
     return found;
 }
 
+/* Entries per class of a thread cache: small_cache for the small classes; the classes above
+ * share cache_bytes equally, each holding what its share buys (at least one block, at most
+ * normal_cache). The sum of capacity x size is the most a thread's cache holds. */
+static void set_bin_capacities(bp_pool *pool)
+{
+    const bp_config *cfg = &pool->config;
+    unsigned normal = pool->cache_classes - pool->sc.nsmall;
+    size_t share = normal > 0 ? cfg->cache_bytes / normal : 0;
+    pool->cache_bound_bytes = 0;
+    for (unsigned cls = 0; cls < pool->cache_classes; cls++) {
+        size_t size = pool->sc.size[cls];
+        size_t cap = cls < pool->sc.nsmall ? cfg->small_cache
+                                           : BP_MIN(BP_MAX(share / size, 1), cfg->normal_cache);
+        pool->bin_capacity[cls] = (uint16_t)cap;
+        pool->cache_bound_bytes += cap * size;
+    }
+}
+
 bp_pool *bp_pool_new(const bp_config *cfg)
 {
     bp_config resolved;
@@ -152,6 +170,9 @@ bp_pool *bp_pool_new(const bp_config *cfg)
         pool->cache_classes++;
     if (pool->cache_classes < pool->sc.nsmall)
         pool->cache_classes = pool->sc.nsmall; /* small classes are always cached */
+    if (resolved.cache_bytes == 0 || resolved.normal_cache == 0)
+        pool->cache_classes = pool->sc.nsmall;
+    set_bin_capacities(pool);
     pool->max_cached_size = pool->sc.size[pool->cache_classes - 1];
     for (unsigned cls = pool->cache_classes; cls < pool->sc.nclasses; cls++) /* <= 4 MiB */
         pool->run_cache_limit[cls] =

@@ -103,6 +103,7 @@ static void describe_pool(bp_pool *pool, bp_stats *out)
     out->page_size = pool->page_size;
     out->chunk_size = pool->chunk_size;
     out->arenas = pool->narenas;
+    out->cache_bound_bytes = pool->cache_bound_bytes;
     out->classes = pool->sc.nclasses;
     for (int i = 0; i < BP_NLISTS; i++) {
         const bp_chunk_list *l = &pool->arenas[0].lists[i];
@@ -350,8 +351,10 @@ static void print_text_totals(const bp_stats *s, FILE *f)
             "huge %zu)\n",
             (unsigned long long)s->cache_hits, s->active_bytes,
             (unsigned long long)s->active_blocks, s->mapped_bytes, s->chunk_bytes, s->huge_bytes);
-    fprintf(f, "cached: thread caches %zu B, transfer caches %zu B, run caches %zu B\n",
-            s->cached_bytes, s->transfer_bytes, s->run_cache_bytes);
+    fprintf(f,
+            "cached: thread caches %zu B (at most %zu B each), transfer caches %zu B, run caches "
+            "%zu B\n",
+            s->cached_bytes, s->cache_bound_bytes, s->transfer_bytes, s->run_cache_bytes);
     fprintf(f,
             "memory return: dirty %zu B, purged %llu B, chunks mapped %llu, unmapped %llu, "
             "reused %llu, retained %u\n",
@@ -430,6 +433,7 @@ static void print_json_totals(const bp_stats *s, FILE *f)
     fprintf(f, "  \"arenas\": %u,\n  \"threads\": %u,\n", s->arenas, s->threads);
     fprintf(f, "  \"program_allocations\": %llu,\n", (unsigned long long)s->program_allocations);
     fprintf(f, "  \"program_frees\": %llu,\n", (unsigned long long)s->program_frees);
+    fprintf(f, "  \"cache_bound_bytes\": %zu,\n", s->cache_bound_bytes);
     fprintf(f, "  \"allocations\": {\"small\": %llu, \"normal\": %llu, \"huge\": %llu},\n",
             (unsigned long long)s->alloc_small, (unsigned long long)s->alloc_normal,
             (unsigned long long)s->alloc_huge);

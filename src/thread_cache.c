@@ -145,9 +145,7 @@ static bool thread_live(void)
 
 static unsigned bin_capacity(const bp_pool *pool, unsigned cls)
 {
-    if (cls < pool->sc.nsmall)
-        return pool->config.small_cache;
-    return cls < pool->cache_classes ? pool->config.normal_cache : 0;
+    return cls < pool->cache_classes ? pool->bin_capacity[cls] : 0;
 }
 
 /* Under the registry lock: initialises arenas up to i. */

@@ -157,9 +157,12 @@ static void setup_small(ctx *c)
     pair(c, 100);
 }
 
+/* A normal class above max_cached (256 KiB by default): freed straight to its arena. */
+#define UNCACHED_NORMAL (512 * KiB)
+
 static void setup_normal(ctx *c)
 {
-    pair(c, 64 * KiB); /* above max_cached: freed straight to its arena */
+    pair(c, UNCACHED_NORMAL);
 }
 
 static void setup_medium(ctx *c)
@@ -169,19 +172,19 @@ static void setup_medium(ctx *c)
 
 static void setup_cached_normal(ctx *c)
 {
-    pair(c, 32 * KiB); /* the smallest normal class: thread-cached (max_cached 32 KiB) */
+    pair(c, 32 * KiB); /* the smallest normal class: thread-cached */
 }
 
-/* A 64 KiB victim freed when its class's run cache is full: its run goes back to the chunk.
+/* An uncached victim freed when its class's run cache is full: its run goes back to the chunk.
  * Live runs on both sides (the last cached one and keep) keep it from coalescing. */
 static void setup_normal_past_run_cache(ctx *c)
 {
-    unsigned cls = bp_size_to_class(&c->pool->sc, 64 * KiB);
+    unsigned cls = bp_size_to_class(&c->pool->sc, UNCACHED_NORMAL);
     c->nextra = c->pool->run_cache_limit[cls];
     REQUIRE(c->nextra >= 1 && c->nextra <= BP_RUN_CACHE_SLOTS);
     for (unsigned i = 0; i < c->nextra; i++)
-        c->extra[i] = bp_alloc(c->pool, 64 * KiB);
-    pair(c, 64 * KiB);
+        c->extra[i] = bp_alloc(c->pool, UNCACHED_NORMAL);
+    pair(c, UNCACHED_NORMAL);
 }
 
 static void setup_huge(ctx *c)
@@ -264,12 +267,12 @@ static void setup_interior_small(ctx *c)
 
 static void setup_interior_normal_first_page(ctx *c)
 {
-    interior(c, 64 * KiB, 64);
+    interior(c, UNCACHED_NORMAL, 64);
 }
 
 static void setup_interior_normal_later_page(ctx *c)
 {
-    interior(c, 64 * KiB, 3 * 8 * KiB);
+    interior(c, UNCACHED_NORMAL, 3 * 8 * KiB);
 }
 
 static void setup_interior_huge(ctx *c)
@@ -369,8 +372,8 @@ static const misuse cases[] = {
     CASE("double free of a small block, sized", NULL, setup_small, act_double_free_sized, DOUBLE),
     CASE("double free of a small block, uncached", tune_uncached, setup_small, act_double_free,
          DOUBLE),
-    CASE("double free of a 64 KiB block", NULL, setup_normal, act_double_free, DOUBLE),
-    CASE("double free of a 64 KiB block past the run cache", NULL, setup_normal_past_run_cache,
+    CASE("double free of a 512 KiB block", NULL, setup_normal, act_double_free, DOUBLE),
+    CASE("double free of a 512 KiB block past the run cache", NULL, setup_normal_past_run_cache,
          act_double_free_past_run_cache, DOUBLE),
     CASE("double free of a 20 KiB block", NULL, setup_medium, act_double_free, DOUBLE),
     CASE("double free of a 32 KiB block (cached normal class)", NULL, setup_cached_normal,

@@ -590,7 +590,11 @@ static void *snapshot(void *arg)
         bp_stats s;
         s.struct_size = sizeof s;
         t->bad_snapshots += bp_pool_stats(t->pool, &s) != BP_OK;
-        t->bad_snapshots += s.transfer_bytes % 64 != 0 || s.transfer_bytes > s.active_bytes;
+        if (s.transfer_bytes % 64 != 0 || s.transfer_bytes > s.active_bytes) {
+            if (t->bad_snapshots++ == 0)
+                fprintf(stderr, "  a snapshot with %zu transfer bytes, %zu active\n",
+                        s.transfer_bytes, s.active_bytes);
+        }
         if (++t->snapshots % 16 == 0)
             t->bad_snapshots += bp_pool_print_stats(t->pool, devnull, BP_FORMAT_JSON) != BP_OK;
     }
@@ -704,6 +708,14 @@ static void *take_snapshot(void *arg)
     return bp_pool_stats(r->pool, &r->s) == BP_OK ? NULL : (void *)1;
 }
 
+/* The blocks below come from the arenas directly, as the public calls' tracking (ASan,
+ * valgrind) never saw them: they go back the same way. */
+static void free_huge_untracked(void *p)
+{
+    bp_chunk *huge = bp_chunk_map_lookup((uintptr_t)p);
+    bp_arena_free_huge(huge->arena, huge);
+}
+
 static void test_mapped_within_limit(void)
 {
     bp_config cfg;
@@ -723,7 +735,7 @@ static void test_mapped_within_limit(void)
     REQUIRE(pthread_create(&t, NULL, take_snapshot, &r) == 0);
     while (__atomic_load_n(&lock1->state, __ATOMIC_ACQUIRE) != 2) /* it sleeps on the lock */
         sched_yield();
-    bp_free(first);
+    free_huge_untracked(first);
     void *second = bp_arena_alloc_huge(third, huge, 0);
     REQUIRE(second != NULL); /* the limit held: one block at a time */
     bp_lock_release(lock1);
@@ -733,7 +745,7 @@ static void test_mapped_within_limit(void)
     CHECK(r.s.mapped_bytes <= cfg.memory_limit);
     /* one huge block and a descriptor slab in each of arenas 0 and 2 */
     CHECK_EQ(r.s.mapped_bytes, huge + 2 * (64 << 10));
-    bp_free(second);
+    free_huge_untracked(second);
     bp_pool_destroy(r.pool);
 }
 

@@ -355,6 +355,50 @@ static void test_idle_cache_reclaimed(void)
     CHECK(left_in_idle_cache(0) > 0);
 }
 
+/* Capacities follow the byte budget: the classes above the small ones share cache_bytes
+ * (each at least one block, at most normal_cache), the bound stats report is the sum of
+ * capacity x size, and cache_bytes 0 leaves those classes uncached. */
+static void test_cache_byte_budget(void)
+{
+    bp_config cfg;
+    bp_config_defaults(&cfg);
+    bp_pool *pool = bp_pool_new(&cfg);
+    REQUIRE(pool != NULL);
+    const bp_size_classes *sc = &pool->sc;
+    CHECK_EQ(pool->max_cached_size, (size_t)256 << 10);
+    size_t normal_bytes = 0, bound = 0;
+    for (unsigned c = 0; c < pool->cache_classes; c++) {
+        size_t cap = pool->bin_capacity[c];
+        bound += cap * sc->size[c];
+        if (c < sc->nsmall) {
+            CHECK_EQ(cap, cfg.small_cache);
+        } else {
+            CHECK(cap >= 1 && cap <= cfg.normal_cache);
+            normal_bytes += cap * sc->size[c];
+        }
+    }
+    CHECK(normal_bytes <= cfg.cache_bytes);
+    bp_stats s = {.struct_size = sizeof s};
+    REQUIRE(bp_pool_stats(pool, &s) == BP_OK);
+    CHECK_EQ(s.cache_bound_bytes, bound);
+    unsigned c256 = bp_size_to_class(sc, 256 << 10), c32 = bp_size_to_class(sc, 32 << 10);
+    printf("  %u classes cached; 32 KiB holds %u, 256 KiB %u; a thread holds at most %zu B\n",
+           pool->cache_classes, pool->bin_capacity[c32], pool->bin_capacity[c256], bound);
+    /* a 256 KiB pair is a thread-cache hit after the first */
+    void *p = bp_alloc(pool, 256 << 10);
+    bp_free(p);
+    CHECK(bp_alloc(pool, 256 << 10) == p);
+    bp_free(p);
+    bp_pool_destroy(pool);
+
+    cfg.cache_bytes = 0;
+    pool = bp_pool_new(&cfg);
+    REQUIRE(pool != NULL);
+    CHECK_EQ(pool->cache_classes, pool->sc.nsmall);
+    CHECK_EQ(pool->max_cached_size, pool->sc.size[pool->sc.nsmall - 1]);
+    bp_pool_destroy(pool);
+}
+
 int main(void)
 {
     RUN(test_no_pthread_key); /* first: nothing may have allocated yet */
@@ -363,5 +407,6 @@ int main(void)
     RUN(test_trim_reclaims_sleeping_thread);
     RUN(test_trim_races_owner);
     RUN(test_idle_cache_reclaimed);
+    RUN(test_cache_byte_budget);
     return test_report();
 }
