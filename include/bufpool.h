@@ -91,6 +91,11 @@ typedef struct bp_config {
     int purge_decay_ms;       /* free pages go back to the OS (purge) after staying free about
                                * this long, -1..3600000; 0 = at once, -1 = only on
                                * bp_pool_trim; default 10000 */
+    size_t huge_cache_bytes;  /* freed huge blocks (above chunk_size) each arena keeps mapped
+                               * for reuse by a block of the same size up to 25 % smaller,
+                               * released after purge_decay_ms unused (none kept when it is 0),
+                               * by bp_pool_trim and before memory_limit fails an allocation;
+                               * at most 16 blocks, 0..1 TiB, 0 = none; default 64 MiB */
     unsigned cache_idle_ms;   /* a thread cache its thread has not refilled or trimmed for this
                                * long gives its blocks back (emptied by another thread's trim or
                                * the background thread), 0..3600000; 0 = never; default 10000 */

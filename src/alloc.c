@@ -18,15 +18,20 @@ static bool reclaimed(bp_pool *pool)
     return bp_pool_reclaim(pool) != 0;
 }
 
-static void *alloc_huge(bp_pool *pool, size_t size, size_t align)
+static void *alloc_huge_zeroed(bp_pool *pool, size_t size, size_t align, bool zero)
 {
     if (size > PTRDIFF_MAX)
         return fail(ENOMEM);
     bp_arena *arena = bp_thread_arena(pool);
-    void *p = bp_arena_alloc_huge(arena, size, align);
+    void *p = bp_arena_alloc_huge_cleared(arena, size, align, zero);
     if (p == NULL && reclaimed(pool))
-        p = bp_arena_alloc_huge(arena, size, align);
+        p = bp_arena_alloc_huge_cleared(arena, size, align, zero);
     return p != NULL ? p : fail(ENOMEM);
+}
+
+static void *alloc_huge(bp_pool *pool, size_t size, size_t align)
+{
+    return alloc_huge_zeroed(pool, size, align, false);
 }
 
 /* glibc's answers: EINVAL for an alignment that is no power of two, ENOMEM for one it cannot
@@ -134,11 +139,21 @@ void *bp_calloc(bp_pool *pool, size_t n, size_t size)
     size_t total;
     if (__builtin_mul_overflow(n, size, &total))
         return fail(ENOMEM);
-    void *p = bp_alloc(pool, total);
-    if (p != NULL && total > pool->chunk_size) {
-        bp_unpoison(p, total); /* tool builds: zero from the OS, so defined */
-        return p;              /* a huge block is a fresh mapping: already zero */
+    if (total > pool->chunk_size) {
+        /* a new mapping is zero already; a reused one is cleared by the arena */
+        bp_pool_check_live(pool, "bp_alloc");
+        if (bp_unlikely(pool->config.background_thread))
+            bp_background_ensure();
+        void *p = alloc_huge_zeroed(pool, total, 0, true);
+#if BP_TRACK
+        if (p != NULL) {
+            bp_track_alloc(pool, p, usable_size(p, "bp_calloc"));
+            bp_unpoison(p, total); /* zero, so defined */
+        }
+#endif
+        return p;
     }
+    void *p = bp_alloc(pool, total);
     if (p != NULL)
         memset(p, 0, total);
     return p;

@@ -85,6 +85,43 @@ static size_t retry_stuck(bp_arena *arena)
     return released;
 }
 
+/* ---- the huge cache ----------------------------------------------------------------------
+ * A freed huge mapping stays mapped (registered as HUGE_FREED, counted in mapped_bytes, its
+ * pages still backed) so that the next huge block of about its size skips the mapping and
+ * the page faults. Best fit, at most 25 % larger than asked; oldest out first when the
+ * slots or huge_cache_bytes run out; unmapped after purge_decay_ms unused, by trim and by
+ * the reclaim before an allocation fails. */
+
+/* Under the lock: entry i out of the cache (still mapped and counted). */
+static bp_chunk *huge_cache_remove(bp_arena *arena, unsigned i)
+{
+    bp_chunk *huge = arena->huge_cache[i].huge;
+    arena->huge_cached_bytes -= huge->map_size;
+    arena->nhuge_cached--;
+    memmove(&arena->huge_cache[i], &arena->huge_cache[i + 1],
+            (arena->nhuge_cached - i) * sizeof arena->huge_cache[0]);
+    return huge;
+}
+
+/* Under the lock: the smallest cached mapping of map_size..map_size * 5/4 bytes aligned to
+ * align, out of the cache, or NULL. */
+static bp_chunk *huge_cache_take(bp_arena *arena, size_t map_size, size_t align)
+{
+    unsigned best = arena->nhuge_cached;
+    for (unsigned i = 0; i < arena->nhuge_cached; i++) {
+        const bp_chunk *c = arena->huge_cache[i].huge;
+        if (c->map_size >= map_size && c->map_size - map_size <= map_size / 4 &&
+            (c->base & (align - 1)) == 0 &&
+            (best == arena->nhuge_cached || c->map_size < arena->huge_cache[best].huge->map_size))
+            best = i;
+    }
+    if (best == arena->nhuge_cached)
+        return NULL;
+    bp_chunk *huge = huge_cache_remove(arena, best);
+    bp_unpoison((void *)huge->base, huge->map_size);
+    return huge;
+}
+
 /* A huge block out of the chunk map and unmapped; false when the OS refused (the caller keeps
  * the range stuck, under the lock). Counted bytes are the caller's too. */
 static bool unmap_huge(bp_arena *arena, const bp_chunk *huge)
@@ -107,6 +144,46 @@ static size_t release_huge_memory(bp_arena *arena, bp_chunk *huge)
     return huge->map_size;
 }
 
+static void desc_give(bp_arena *arena, bp_chunk *desc);
+
+/* Under the lock or at destroy: cache entry i unmapped (counted bytes uncounted) or kept
+ * stuck; the bytes unmapped. */
+static size_t release_cached(bp_arena *arena, unsigned i)
+{
+    bp_chunk *huge = huge_cache_remove(arena, i);
+    huge->kind = BP_CHUNK_HUGE; /* counted, unlike a quarantined block */
+    size_t released = release_huge_memory(arena, huge);
+    desc_give(arena, huge);
+    return released;
+}
+
+/* Under the lock: a freed huge block (off the live list, uncounted as active, still counted
+ * in mapped_bytes) kept for reuse, older entries released to make room; false when it cannot
+ * be kept (no cache, or larger than the bound). */
+static bool huge_cache_put(bp_arena *arena, bp_chunk *huge)
+{
+    const bp_config *cfg = &arena->pool->config;
+    if (cfg->purge_decay_ms == 0 || huge->map_size > cfg->huge_cache_bytes)
+        return false;
+    while (arena->nhuge_cached == BP_HUGE_CACHE_SLOTS ||
+           arena->huge_cached_bytes + huge->map_size > cfg->huge_cache_bytes)
+        release_cached(arena, 0);
+    bp_poison((void *)huge->base, huge->map_size); /* ASan builds: a use after free */
+    huge->kind = BP_CHUNK_HUGE_FREED;
+    arena->huge_cache[arena->nhuge_cached].huge = huge;
+    arena->huge_cache[arena->nhuge_cached].freed_ms = bp_now_ms();
+    arena->nhuge_cached++;
+    arena->huge_cached_bytes += huge->map_size;
+    return true;
+}
+
+/* Under the lock: the cached mappings unused for the decay time unmapped. */
+static void huge_cache_decay(bp_arena *arena, uint64_t now, int decay)
+{
+    while (arena->nhuge_cached > 0 && arena->huge_cache[0].freed_ms + (uint64_t)decay <= now)
+        release_cached(arena, 0);
+}
+
 void bp_arena_destroy(bp_arena *arena)
 {
     for (int i = 0; i < BP_NLISTS; i++) {
@@ -125,6 +202,8 @@ void bp_arena_destroy(bp_arena *arena)
         release_huge_memory(arena, huge);
     for (bp_chunk *freed = arena->quarantine; freed != NULL; freed = freed->next)
         release_huge_memory(arena, freed);
+    while (arena->nhuge_cached > 0)
+        release_cached(arena, 0);
     for (desc_slab *slab = arena->desc_slabs; slab != NULL;) {
         desc_slab *next = slab->next;
         bp_arena_unmap(arena, slab, DESC_SLAB_SIZE);
@@ -210,6 +289,7 @@ static void purge_tick(bp_arena *arena)
     if (now < arena->next_purge_ms)
         return;
     arena->next_purge_ms = now + (uint64_t)BP_MAX(decay / 2, 1);
+    huge_cache_decay(arena, now, decay);
     for (int i = 0; i < BP_NLISTS; i++)
         for (bp_chunk *chunk = arena->lists[i].head; chunk != NULL; chunk = chunk->next)
             if (chunk->dirty_pages != 0)
@@ -369,12 +449,39 @@ static void desc_give(bp_arena *arena, bp_chunk *desc)
 
 void *bp_arena_alloc_huge(bp_arena *arena, size_t size, size_t align)
 {
+    return bp_arena_alloc_huge_cleared(arena, size, align, false);
+}
+
+void *bp_arena_alloc_huge_cleared(bp_arena *arena, size_t size, size_t align, bool zero)
+{
     bp_pool *pool = arena->pool;
     if (size > SIZE_MAX / 2)
         return NULL;
     /* size 0 (an alignment above the chunk size asked for nothing) still takes a page: every
      * block has its own address and can be freed */
     size_t map_size = bp_align_up(BP_MAX(size, 1), pool->page_size);
+    bp_lock_acquire(&arena->lock);
+    purge_tick(arena);
+    bp_chunk *reused = huge_cache_take(arena, map_size, BP_MAX(align, BP_MAP_GRANULE));
+    if (reused != NULL) {
+        reused->kind = BP_CHUNK_HUGE;
+        reused->size = map_size; /* the usable size asked for; the slack stays mapped */
+        arena->huge_slack_bytes += reused->map_size - map_size;
+        reused->prev = NULL;
+        reused->next = arena->huge;
+        if (arena->huge != NULL)
+            arena->huge->prev = reused;
+        arena->huge = reused;
+        arena->counters.alloc_huge++;
+        arena->counters.active_bytes += map_size;
+        arena->counters.huge_bytes += map_size;
+    }
+    bp_lock_release(&arena->lock);
+    if (reused != NULL) {
+        if (zero)
+            memset((void *)reused->base, 0, size); /* its last user's bytes */
+        return (void *)reused->base;
+    }
     if (!bp_pool_reserve(pool, map_size))
         return NULL; /* memory_limit */
     void *memory = bp_os_map(&pool->os, map_size, BP_MAX(align, BP_MAP_GRANULE));
@@ -645,12 +752,18 @@ void bp_arena_drain_transfers(bp_arena *arena)
     }
 }
 
-/* Under the lock: the oldest quarantined block unmapped for good; the bytes unmapped. */
-static size_t evict_quarantined(bp_arena *arena)
+/* Under the lock: the oldest quarantined block to the huge cache (when `reuse` and the
+ * limit lets it be counted again) or unmapped for good; the bytes unmapped. */
+static size_t evict_quarantined(bp_arena *arena, bool reuse)
 {
     bp_chunk *oldest = arena->quarantine;
     arena->quarantine = oldest->next;
     arena->nquarantined--;
+    if (reuse && bp_pool_reserve(arena->pool, oldest->map_size)) {
+        if (huge_cache_put(arena, oldest))
+            return 0;
+        bp_pool_unreserve(arena->pool, oldest->map_size);
+    }
     size_t released = release_huge_memory(arena, oldest);
     desc_give(arena, oldest);
     return released;
@@ -672,7 +785,7 @@ static void quarantine_huge(bp_arena *arena, bp_chunk *huge)
         tail = &(*tail)->next;
     *tail = huge;
     if (++arena->nquarantined > HUGE_QUARANTINE)
-        evict_quarantined(arena);
+        evict_quarantined(arena, true);
 }
 
 void bp_arena_free_huge(bp_arena *arena, bp_chunk *huge)
@@ -685,10 +798,17 @@ void bp_arena_free_huge(bp_arena *arena, bp_chunk *huge)
     if (huge->next != NULL)
         huge->next->prev = huge->prev;
     arena->counters.free_huge++;
-    arena->counters.active_bytes -= huge->map_size;
-    arena->counters.huge_bytes -= huge->map_size;
+    arena->counters.active_bytes -= huge->size;
+    arena->counters.huge_bytes -= huge->size;
+    arena->huge_slack_bytes -= huge->map_size - huge->size;
+    huge->size = huge->map_size;
     if (BP_CHECKED) {
         quarantine_huge(arena, huge);
+        bp_lock_release(&arena->lock);
+        return;
+    }
+    if (huge_cache_put(arena, huge)) {
+        purge_tick(arena);
         bp_lock_release(&arena->lock);
         return;
     }
@@ -754,7 +874,9 @@ size_t bp_arena_trim(bp_arena *arena, bool purge)
     /* ... so do the quarantined huge blocks, the descriptor slabs once no huge block needs
      * them, and the ranges the OS refused to unmap before ... */
     while (arena->quarantine != NULL)
-        released += evict_quarantined(arena);
+        released += evict_quarantined(arena, false);
+    while (arena->nhuge_cached > 0)
+        released += release_cached(arena, 0);
     if (arena->huge == NULL) {
         for (desc_slab *slab = arena->desc_slabs; slab != NULL;) {
             desc_slab *next = slab->next;
@@ -786,6 +908,7 @@ size_t bp_arena_overhead_bytes(bp_arena *arena)
         bytes += DESC_SLAB_SIZE;
     for (const stuck_range *r = arena->stuck; r != NULL; r = r->next)
         bytes += r->counted;
+    bytes += arena->huge_cached_bytes + arena->huge_slack_bytes;
     bp_lock_release(&arena->lock);
     return bytes;
 }
@@ -857,8 +980,10 @@ int bp_arena_check(bp_arena *arena)
         }
     }
     size_t huge_bytes = 0;
+    size_t slack_bytes = 0;
     for (const bp_chunk *huge = arena->huge; huge != NULL; huge = huge->next) {
-        huge_bytes += huge->map_size;
+        huge_bytes += huge->size;
+        slack_bytes += huge->map_size - huge->size;
         if (huge->kind != BP_CHUNK_HUGE || bp_chunk_map_lookup(huge->base) != huge) {
             bp_message("check: arena %u: huge block %p not mapped", arena->index,
                        (void *)huge->base);
@@ -866,6 +991,27 @@ int bp_arena_check(bp_arena *arena)
         }
     }
     active += huge_bytes;
+    if (slack_bytes != arena->huge_slack_bytes) {
+        bp_message("check: arena %u: reused huge blocks map %zu beyond their size (counted %zu)",
+                   arena->index, slack_bytes, arena->huge_slack_bytes);
+        problems++;
+    }
+    size_t cached_bytes = 0;
+    for (unsigned i = 0; i < arena->nhuge_cached; i++) {
+        const bp_chunk *c = arena->huge_cache[i].huge;
+        cached_bytes += c->map_size;
+        if (c->kind != BP_CHUNK_HUGE_FREED || bp_chunk_map_lookup(c->base) != c) {
+            bp_message("check: arena %u: cached huge mapping %p not registered as freed",
+                       arena->index, (void *)c->base);
+            problems++;
+        }
+    }
+    if (cached_bytes != arena->huge_cached_bytes ||
+        cached_bytes > arena->pool->config.huge_cache_bytes) {
+        bp_message("check: arena %u: huge cache holds %zu (counted %zu, bound %zu)", arena->index,
+                   cached_bytes, arena->huge_cached_bytes, arena->pool->config.huge_cache_bytes);
+        problems++;
+    }
     if (active != arena->counters.active_bytes || huge_bytes != arena->counters.huge_bytes) {
         bp_message("check: arena %u: active %zu (counted %zu), huge %zu (counted %zu)",
                    arena->index, active, arena->counters.active_bytes, huge_bytes,

@@ -603,7 +603,8 @@ typedef struct bp_transfer {
  * coalesced nor split) so that the next allocation of the class skips the run search and
  * the chunk-list moves. Under the arena lock; bounded by the pool's run_cache_limit. The
  * runs count as used pages of their chunks but not as active bytes. */
-#define BP_RUN_CACHE_SLOTS 8
+#define BP_RUN_CACHE_SLOTS  8
+#define BP_HUGE_CACHE_SLOTS 16 /* freed huge mappings an arena keeps at most */
 typedef struct bp_run_cache {
     uint32_t count;
     void *runs[BP_RUN_CACHE_SLOTS];
@@ -622,6 +623,17 @@ struct bp_arena {
     bp_chunk *quarantine;      /* checked builds: freed huge blocks, oldest first, through
                                 * next (kind HUGE_FREED) */
     unsigned nquarantined;
+    /* Freed huge mappings kept for reuse (see arena.c's huge cache): entries 0..nhuge_cached-1,
+     * oldest first, each still mapped, registered as HUGE_FREED and counted in mapped_bytes;
+     * huge_cached_bytes is the sum of their map_size, <= the pool's huge_cache_bytes. */
+    struct bp_huge_cached {
+        bp_chunk *huge;
+        uint64_t freed_ms; /* monotonic time it was cached: decay releases it from there */
+    } huge_cache[BP_HUGE_CACHE_SLOTS];
+    unsigned nhuge_cached;
+    size_t huge_cached_bytes;
+    size_t huge_slack_bytes;      /* of the live huge blocks: map_size - size summed (a reused
+                                   * mapping larger than its block; counted as overhead) */
     uint64_t next_purge_ms;       /* monotonic time of the next purge epoch */
     bp_chunk *desc_free;          /* unused huge descriptors, linked through next */
     struct desc_slab *desc_slabs; /* mappings the descriptors are carved from */
@@ -650,14 +662,19 @@ void bp_arena_drain_transfers(bp_arena *arena);
  * under any traffic, exact while no thread pushes or takes. */
 size_t bp_arena_transfer_bytes(bp_arena *arena);
 void *bp_arena_alloc_aligned(bp_arena *arena, unsigned cls, size_t align);
-/* A huge block of at least max(size, 1) bytes (a page multiple) aligned to align (0: none). */
+/* A huge block of at least max(size, 1) bytes (a page multiple) aligned to align (0: none):
+ * a cached freed mapping that fits, else a new one. `zero`: its first `size` bytes read zero
+ * (a new mapping already does; a reused one is cleared). */
+void *bp_arena_alloc_huge_cleared(bp_arena *arena, size_t size, size_t align, bool zero);
+/* The same, zero = false. */
 void *bp_arena_alloc_huge(bp_arena *arena, size_t size, size_t align);
 /* Under the lock (or while the pool is destroyed): unmaps a range memory_limit counts and
  * uncounts it. A range the OS layer refuses stays counted on the arena's stuck list, tried
  * again at each trim and at destroy. */
 void bp_arena_unmap(bp_arena *arena, void *addr, size_t size);
 /* What memory_limit counts for the arena beyond its chunks' and huge blocks' memory: chunk
- * metadata, huge descriptor slabs, stuck ranges. So the pool's mapped_bytes is the sum over
+ * metadata, huge descriptor slabs, stuck ranges, cached huge mappings and the slack of
+ * reused ones. So the pool's mapped_bytes is the sum over
  * arenas of chunk_bytes + huge_bytes + this. */
 size_t bp_arena_overhead_bytes(bp_arena *arena);
 /* Frees the block at p in `chunk` (a pooled chunk, p inside it, info = its page_info). */

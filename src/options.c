@@ -33,6 +33,7 @@ static const option options[] = {
     OPT(memory_limit, OPT_SIZE, 0, UINT64_MAX),
     OPT(retained_chunks, OPT_UINT, 0, 1024),
     OPT(purge_decay_ms, OPT_INT, (uint64_t)-1, 3600000), /* -1..1h: INT ranges are signed */
+    OPT(huge_cache_bytes, OPT_SIZE, 0, (uint64_t)1 << 40),
     OPT(cache_idle_ms, OPT_UINT, 0, 3600000),
     OPT(background_thread, OPT_INT, 0, 1),
     OPT(leak_level, OPT_INT, 0, 3),
@@ -53,6 +54,7 @@ void bp_config_defaults(bp_config *cfg)
     cfg->memory_limit = 0;
     cfg->retained_chunks = 2;
     cfg->purge_decay_ms = 10000;
+    cfg->huge_cache_bytes = (size_t)64 << 20;
     cfg->cache_idle_ms = 10000;
     cfg->background_thread = 0;
     cfg->leak_level = 0;

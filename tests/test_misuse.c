@@ -348,6 +348,11 @@ static void setup_buf(ctx *c)
     REQUIRE(c->victim != NULL);
 }
 
+static void tune_no_huge_cache(bp_config *cfg)
+{
+    cfg->huge_cache_bytes = 0; /* release builds unmap a freed huge block at once */
+}
+
 static void tune_uncached(bp_config *cfg)
 {
     cfg->small_cache = 0; /* every free goes to the arena at once */
@@ -380,10 +385,11 @@ static const misuse cases[] = {
          act_double_free, DOUBLE),
     CASE("double free of a 32 KiB block, uncached", tune_uncached, setup_cached_normal,
          act_double_free, DOUBLE),
-    /* freed, a huge block is unmapped (release builds): the second free names a pointer no
-     * pool owns; checked builds keep it registered a while and name the double free */
-    CASE("double free of a huge block", NULL, setup_huge, act_double_free,
-         BP_CHECKED ? DOUBLE : FOREIGN),
+    /* freed, a huge block stays mapped and registered (the huge cache; checked builds'
+     * quarantine): the second free names the double free */
+    CASE("double free of a huge block", NULL, setup_huge, act_double_free, DOUBLE),
+    CASE("double free of a huge block, no huge cache", tune_no_huge_cache, setup_huge,
+         act_double_free, BP_CHECKED ? DOUBLE : FOREIGN),
     CHECKED_CASE("double free of a huge block after a new one was mapped", NULL, setup_huge,
                  act_double_free_huge_after_reuse, "bp_free(|" DOUBLE),
     CASE("free inside a small block", NULL, setup_interior_small, act_free, START),
