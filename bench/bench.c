@@ -9,6 +9,7 @@
 #include <sys/uio.h>
 #include <malloc.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -49,6 +50,19 @@ static inline void cpu_relax(void)
 #endif
 }
 
+/* One round of waiting for a peer thread. Spinning alone is right while the peer runs on
+ * another core; when the peer has been descheduled (2 cores, other load), a spinner would burn
+ * its whole time slice before the peer runs again, so after a few spins it yields the core. */
+static inline void spin_wait(unsigned *spins)
+{
+    if (++*spins < 64) {
+        cpu_relax();
+    } else {
+        *spins = 0;
+        sched_yield();
+    }
+}
+
 #define RING_SIZE 4096
 typedef struct spsc_ring {
     unsigned head __attribute__((aligned(64)));
@@ -83,6 +97,45 @@ static unsigned mailbox_take(mailbox *m, void **out)
     return n;
 }
 
+/* Cross-thread hand-off for threads-8: blocks a thread allocated, for another to free. Several
+ * time slices of hand-offs fit, so a descheduled receiver does not turn them into local frees.
+ * Invariant: blocks[0..n) are live blocks owned by this hand-off, n <= HANDOFF_SIZE; `spare` is
+ * its owner's private array of the same size, swapped with `blocks` under the lock to take all
+ * of them at once (the lock is held for O(1), never while freeing). */
+#define HANDOFF_SIZE 65536
+typedef struct handoff {
+    pthread_mutex_t lock;
+    unsigned n;
+    void **blocks, **spare;
+} __attribute__((aligned(64))) handoff;
+
+/* Puts all of batch[0..n) or none; false when they do not fit (the caller frees them). */
+static bool handoff_put(handoff *h, void *const *batch, unsigned n)
+{
+    pthread_mutex_lock(&h->lock);
+    bool ok = h->n + n <= HANDOFF_SIZE;
+    if (ok) {
+        memcpy(h->blocks + h->n, batch, n * sizeof(void *));
+        h->n += n;
+    }
+    pthread_mutex_unlock(&h->lock);
+    return ok;
+}
+
+/* Takes every block handed over so far; they are in *out until the next call. */
+static unsigned handoff_take(handoff *h, void ***out)
+{
+    pthread_mutex_lock(&h->lock);
+    void **taken = h->blocks;
+    unsigned n = h->n;
+    h->blocks = h->spare;
+    h->n = 0;
+    pthread_mutex_unlock(&h->lock);
+    h->spare = taken;
+    *out = taken;
+    return n;
+}
+
 typedef struct thread_arg {
     unsigned id, nthreads;
     uint64_t seed;
@@ -91,6 +144,7 @@ typedef struct thread_arg {
     pthread_barrier_t *start;
     spsc_ring *ring;
     mailbox *boxes;
+    handoff *handoffs;
     void *(*fn)(void *);
     double t_start, t_end; /* each thread times itself: the main thread may run late */
 } thread_arg;
@@ -164,24 +218,34 @@ static void malloc_trim_all(void)
 
 static bp_pool *bench_pool;
 
+/* Iterations per thread at scale 1, sized for about a second per allocator on 2 cores. */
+#define HUGE_CHURN_ITERATIONS   400
+#define REALLOC_GROW_ITERATIONS 20
+#define REALLOC_GROW_STEPS      14 /* 4 KiB doubled 14 times is 64 MiB */
+#define THREADS8_ITERATIONS     1500000
+
 /* ---- the workloads, once per API -------------------------------------------------------- */
 
-#define ALLOC(n) bp_alloc(bench_pool, (n))
-#define FREE(p)  bp_free(p)
-#define TRIM()   bp_pool_trim(bench_pool)
-#define W(name)  bp_##name
+#define ALLOC(n)      bp_alloc(bench_pool, (n))
+#define REALLOC(p, n) bp_realloc(bench_pool, (p), (n))
+#define FREE(p)       bp_free(p)
+#define TRIM()        bp_pool_trim(bench_pool)
+#define W(name)       bp_##name
 #include "workloads.h"
 #undef ALLOC
+#undef REALLOC
 #undef FREE
 #undef TRIM
 #undef W
 
-#define ALLOC(n) malloc(n)
-#define FREE(p)  free(p)
-#define TRIM()   malloc_trim_all()
-#define W(name)  malloc_##name
+#define ALLOC(n)      malloc(n)
+#define REALLOC(p, n) realloc((p), (n))
+#define FREE(p)       free(p)
+#define TRIM()        malloc_trim_all()
+#define W(name)       malloc_##name
 #include "workloads.h"
 #undef ALLOC
+#undef REALLOC
 #undef FREE
 #undef TRIM
 #undef W
@@ -270,6 +334,14 @@ static void *malloc_writev_thread(void *arg)
 static bool use_bp;
 static double scale = 1.0;
 
+static void free_any(void *p) /* the harness's leftovers, through the API being measured */
+{
+    if (use_bp)
+        bp_free(p);
+    else
+        free(p);
+}
+
 static long scaled(long n)
 {
     long v = (long)((double)n * scale);
@@ -283,11 +355,19 @@ static double run_threads(void *(*fn)(void *), unsigned threads, long iterations
     pthread_t tids[16];
     thread_arg args[16];
     mailbox boxes[16];
+    static handoff handoffs[16]; /* their arrays are the harness's: plain malloc, once */
     pthread_barrier_t start;
     pthread_barrier_init(&start, NULL, threads);
     for (unsigned i = 0; i < threads; i++) {
         pthread_mutex_init(&boxes[i].lock, NULL);
         boxes[i].n = 0;
+        if (handoffs[i].blocks == NULL) {
+            pthread_mutex_init(&handoffs[i].lock, NULL);
+            handoffs[i].blocks = malloc(HANDOFF_SIZE * sizeof(void *));
+            handoffs[i].spare = malloc(HANDOFF_SIZE * sizeof(void *));
+            if (handoffs[i].blocks == NULL || handoffs[i].spare == NULL)
+                abort();
+        }
     }
     for (unsigned i = 0; i < threads; i++) {
         args[i] = (thread_arg){.id = i,
@@ -298,6 +378,7 @@ static double run_threads(void *(*fn)(void *), unsigned threads, long iterations
                                .start = &start,
                                .ring = ring,
                                .boxes = boxes,
+                               .handoffs = handoffs,
                                .fn = fn};
         pthread_create(&tids[i], NULL, timed_thread, &args[i]);
     }
@@ -307,12 +388,12 @@ static double run_threads(void *(*fn)(void *), unsigned threads, long iterations
     for (unsigned i = 0; i < threads; i++) { /* what is still in a mailbox */
         void *got[MAILBOX_SIZE];
         unsigned n = mailbox_take(&boxes[i], got);
-        for (unsigned k = 0; k < n; k++) {
-            if (use_bp)
-                bp_free(got[k]);
-            else
-                free(got[k]);
-        }
+        for (unsigned k = 0; k < n; k++)
+            free_any(got[k]);
+        void **handed;
+        n = handoff_take(&handoffs[i], &handed);
+        for (unsigned k = 0; k < n; k++)
+            free_any(handed[k]);
     }
     pthread_barrier_destroy(&start);
     return elapsed;
@@ -321,7 +402,8 @@ static double run_threads(void *(*fn)(void *), unsigned threads, long iterations
 /* One measured figure: a workload at one size and thread count. Time per operation is wall
  * time over (threads x iterations x ops_per_iteration); an operation is an alloc+free pair
  * (seeds, pairs, producer/consumer), one alloc or one free (batches), one replacement
- * (replace, server). */
+ * (replace, server, threads-8), one allocate+memset+free (huge-churn), one realloc
+ * (realloc-grow). */
 typedef struct figure {
     const char *name, *group;
     void *(*bp_fn)(void *), *(*malloc_fn)(void *);
@@ -362,6 +444,10 @@ static const figure figures[] = {
     FIG("buf-64-1t", "buffers", buf_thread, 1, 3000000, 64, 1),
     FIG("buf-64-2t", "buffers", buf_thread, 2, 3000000, 64, 1),
     FIG("buf-writev", "buffers", writev_thread, 1, 300000, 4096, 1),
+    FIG("huge-churn", "huge", huge_churn_thread, 1, HUGE_CHURN_ITERATIONS, 0, 1),
+    FIG("realloc-grow", "realloc", realloc_grow_thread, 1, REALLOC_GROW_ITERATIONS, 0,
+        REALLOC_GROW_STEPS),
+    FIG("threads-8", "threads", threads8_thread, 8, THREADS8_ITERATIONS, 0, 1),
 };
 
 /* The producer is thread 0, the consumer thread 1: both see the same iteration count. */
@@ -425,13 +511,15 @@ static void run_memory(void)
 
 static int usage(const char *argv0)
 {
-    fprintf(stderr,
-            "usage: %s --api bp|malloc [--workload NAME|all] [--scale F]\n"
-            "NAME: a group (seeds pairs batches replace prodcons server churn buffers memory) or\n"
-            "figure"
-            " (seeds-4t, pair-64, batch-1k, replace-1t, prodcons-64, buf-64-1t, ...)\n"
-            "prints one tab-separated line per figure: name, metric, value, unit, operations\n",
-            argv0);
+    fprintf(
+        stderr,
+        "usage: %s --api bp|malloc [--workload NAME|all] [--scale F]\n"
+        "NAME: a group (seeds pairs batches replace prodcons server churn buffers huge realloc\n"
+        "threads memory) or\n"
+        "figure"
+        " (seeds-4t, pair-64, batch-1k, replace-1t, prodcons-64, buf-64-1t, huge-churn, ...)\n"
+        "prints one tab-separated line per figure: name, metric, value, unit, operations\n",
+        argv0);
     return 2;
 }
 

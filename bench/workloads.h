@@ -80,12 +80,13 @@ static void *W(consumer_thread)(void *arg)
 {
     thread_arg *a = arg;
     spsc_ring *ring = a->ring;
+    unsigned spins = 0;
     barrier_wait(a);
     for (long n = 0; n < a->iterations;) {
         unsigned head = __atomic_load_n(&ring->head, __ATOMIC_ACQUIRE);
         unsigned tail = ring->tail;
         if (tail == head) {
-            cpu_relax();
+            spin_wait(&spins);
             continue;
         }
         for (; tail != head; tail++, n++)
@@ -101,10 +102,10 @@ static void *W(producer_thread)(void *arg)
     spsc_ring *ring = a->ring;
     size_t size = a->size;
     barrier_wait(a);
-    unsigned head = 0;
+    unsigned head = 0, spins = 0;
     for (long n = 0; n < a->iterations; n++) {
         while (head - __atomic_load_n(&ring->tail, __ATOMIC_ACQUIRE) == RING_SIZE)
-            cpu_relax();
+            spin_wait(&spins);
         void *p = ALLOC(size);
         *(volatile char *)p = 1;
         ring->slot[head & (RING_SIZE - 1)] = p;
@@ -160,6 +161,101 @@ static void *W(churn_thread)(void *arg)
         touch(p, 4096);
         FREE(p);
     }
+    return NULL;
+}
+
+/* 9. Huge churn (the pattern of the standard huge-block allocator benchmarks): 20 live blocks
+ * of 5..25 MiB; each operation frees a random one, allocates a new one and zeroes all of it,
+ * so an allocator that maps every huge block afresh pays its page faults again each time. */
+static void *W(huge_churn_thread)(void *arg)
+{
+    thread_arg *a = arg;
+    rng r = {a->seed};
+    enum { LIVE = 20 };
+    void *live[LIVE];
+    for (int i = 0; i < LIVE; i++) {
+        size_t size = ((size_t)5 << 20) + rng_next(&r) % ((size_t)20 << 20);
+        live[i] = ALLOC(size);
+        escape(live[i]);
+        memset(live[i], 0, size);
+    }
+    barrier_wait(a);
+    for (long i = 0; i < a->iterations; i++) {
+        unsigned s = (unsigned)(rng_next(&r) % LIVE);
+        FREE(live[s]);
+        size_t size = ((size_t)5 << 20) + rng_next(&r) % ((size_t)20 << 20);
+        live[s] = ALLOC(size);
+        escape(live[s]); /* or the compiler makes malloc+memset a calloc, skipping the writes */
+        memset(live[s], 0, size);
+    }
+    for (int i = 0; i < LIVE; i++)
+        FREE(live[i]);
+    return NULL;
+}
+
+/* 10. A read buffer growing the way a server's does: 4 KiB doubled by realloc up to 64 MiB,
+ * the new half written after each step (the bytes a read would bring), then freed. */
+static void *W(realloc_grow_thread)(void *arg)
+{
+    thread_arg *a = arg;
+    barrier_wait(a);
+    for (long i = 0; i < a->iterations; i++) {
+        size_t size = 4096;
+        char *buf = ALLOC(size);
+        memset(buf, 1, size);
+        for (int step = 0; step < REALLOC_GROW_STEPS; step++) {
+            buf = REALLOC(buf, size * 2);
+            memset(buf + size, (int)step, size);
+            size *= 2;
+        }
+        escape(buf);
+        FREE(buf);
+    }
+    return NULL;
+}
+
+/* 11. Eight threads (more than the cores of a small machine) replacing small blocks of
+ * 16..1024 B over a window of 512; every 4th replaced block goes, in batches of 32, to the next
+ * thread, which frees it: cross-thread frees at a fixed share, unless the next thread's
+ * hand-off is full (it is sized for several time slices), when the block is freed here. */
+static void *W(threads8_thread)(void *arg)
+{
+    thread_arg *a = arg;
+    rng r = {a->seed};
+    enum { WINDOW = 512, BATCH = 32 };
+    void *live[WINDOW], *outgoing[BATCH];
+    unsigned pending = 0;
+    for (int i = 0; i < WINDOW; i++)
+        live[i] = ALLOC(16 + rng_next(&r) % 1009);
+    barrier_wait(a);
+    handoff *mine = &a->handoffs[a->id];
+    handoff *next = &a->handoffs[(a->id + 1) % a->nthreads];
+    for (long i = 0; i < a->iterations; i++) {
+        unsigned s = (unsigned)(rng_next(&r) % WINDOW);
+        if ((i & 3) == 0) {
+            outgoing[pending++] = live[s];
+            if (pending == BATCH) {
+                if (!handoff_put(next, outgoing, BATCH))
+                    for (unsigned k = 0; k < BATCH; k++)
+                        FREE(outgoing[k]);
+                pending = 0;
+            }
+        } else {
+            FREE(live[s]);
+        }
+        live[s] = ALLOC(16 + rng_next(&r) % 1009);
+        *(volatile char *)live[s] = 1;
+        if ((i & 255) == 0) {
+            void **got;
+            unsigned n = handoff_take(mine, &got);
+            for (unsigned k = 0; k < n; k++)
+                FREE(got[k]);
+        }
+    }
+    for (unsigned k = 0; k < pending; k++)
+        FREE(outgoing[k]);
+    for (int i = 0; i < WINDOW; i++)
+        FREE(live[i]);
     return NULL;
 }
 

@@ -4,8 +4,8 @@
 Every workload of bench/bench.c runs through bufpool's API and through malloc under glibc
 and, when installed, Debian's jemalloc, mimalloc and tcmalloc (LD_PRELOAD), and bufpool's
 own malloc library when it is built. Prints a table of time per operation (the median of
---repeat runs) and memory figures with bufpool's ratio against each allocator, and writes
-results.json, results.md and ratios.svg.
+--repeat runs) and memory figures with bufpool's ratio against each allocator and against the
+best of them ("vs best other", naming it), and writes results.json, results.md and ratios.svg.
 
   scripts/bench.py [--quick] [--repeat N] [--build DIR] [--out DIR]
   scripts/bench.py --icount [--build DIR] [--out DIR]   # callgrind instructions per op
@@ -26,7 +26,9 @@ import tempfile
 from xml.sax.saxutils import escape, quoteattr
 
 GROUPS = ["seeds", "pairs", "batches", "replace", "prodcons", "server", "churn", "buffers",
-          "memory"]
+          "huge", "realloc", "threads", "memory"]
+# bufpool's own malloc library is bufpool, not one of the others it is measured against.
+NOT_OTHERS = {"bufpool-malloc"}
 ICOUNT_FIGURES = ["pair-16", "pair-64", "pair-256", "pair-1k", "pair-4k", "pair-32k",
                   "pair-256k", "pair-1m", "batch-1k", "batch-64k", "replace-1t", "buf-64-1t"]
 
@@ -97,6 +99,44 @@ def ratio(bufpool, other, metric):
     return other / bufpool if better_is_lower(metric) else bufpool / other
 
 
+def best_other(values, names, metric):
+    """(ratio, allocator): bufpool's figure against the best of the other allocators that have
+    this figure (the lowest, for a lower-is-better metric), in ratio()'s sense; (None, None)
+    when none has it, (None, name) when bufpool's figure gives no ratio."""
+    others = [(values[n], n) for n in names[1:] if n not in NOT_OTHERS and values.get(n) is not None]
+    if not others:
+        return None, None
+    lower = better_is_lower(metric)
+    best_value, best = others[0]
+    for v, n in others[1:]:  # ties go to the first listed
+        if (v < best_value) if lower else (v > best_value):
+            best_value, best = v, n
+    return ratio(values.get(names[0]), best_value, metric), best
+
+
+def row_values(results, names, fig, metric):
+    values = {}
+    for n in names:
+        for r in results[n]:
+            if r["figure"] == fig and r["metric"] == metric:
+                values[n] = r["value"]
+    return values
+
+
+def best_other_cell(rt, best):
+    if best is None:
+        return "-"
+    return f"{fmt(rt)} ({best})"
+
+
+def annotate_best_other(results, names):
+    """Puts "vs best other" on bufpool's rows for results.json: {"ratio", "allocator"}."""
+    for r in results[names[0]]:
+        rt, best = best_other(row_values(results, names, r["figure"], r["metric"]), names,
+                              r["metric"])
+        r["vs_best_other"] = {"ratio": rt, "allocator": best}
+
+
 def fmt(v):
     if v is None:
         return "-"
@@ -124,7 +164,9 @@ def legend(repeat=None):
     timed figure is the median of, when given."""
     text = ("every figure is lower-is-better (time, instructions, memory, system calls); "
             "(x) = that allocator's figure / bufpool's, so above 1 bufpool is better: "
-            "faster, fewer instructions, less memory, fewer calls")
+            "faster, fewer instructions, less memory, fewer calls; "
+            "vs best other = the best other allocator's figure / bufpool's, naming it "
+            "(bufpool-malloc is bufpool, not an other)")
     if repeat is not None:
         text += f" (times: median of {repeat} runs)" if repeat > 1 else " (times: one run)"
     return text
@@ -134,15 +176,13 @@ def table(results, names):
     figures = []
     for r in results[names[0]]:
         figures.append((r["figure"], r["metric"], r["unit"]))
-    head = ["figure", "metric"] + [names[0]] + [f"{n} (x)" for n in names[1:]]
+    head = (["figure", "metric"] + [names[0]] + [f"{n} (x)" for n in names[1:]] +
+            ["vs best other"])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    text = [f"{'figure':<12} {'metric':<30} " + " ".join(f"{h:>16}" for h in names)]
+    text = [f"{'figure':<12} {'metric':<30} " + " ".join(f"{h:>16}" for h in names) +
+            f" {'vs best other':>18}"]
     for fig, metric, unit in figures:
-        values = {}
-        for n in names:
-            for r in results[n]:
-                if r["figure"] == fig and r["metric"] == metric:
-                    values[n] = r["value"]
+        values = row_values(results, names, fig, metric)
         base = values.get(names[0])
         cells, tcells = [fmt(base)], [f"{fmt(base):>16}"]
         for n in names[1:]:
@@ -151,6 +191,9 @@ def table(results, names):
             cell = f"{fmt(v)} ({fmt(rt)})" if rt is not None else fmt(v)
             cells.append(cell)
             tcells.append(f"{cell:>16}")
+        best = best_other_cell(*best_other(values, names, metric))
+        cells.append(best)
+        tcells.append(f"{best:>18}")
         label = metric_label(metric, unit)
         lines.append(f"| {fig} | {label} | " + " | ".join(cells) + " |")
         text.append(f"{fig:<12} {label:<30} " + " ".join(tcells))
@@ -486,6 +529,35 @@ def self_test():
           "the system-call row has no ratio")
     check("1.00 (0.80)" in md_rows.get("peak-rss/requested (ratio)", ""),
           "the memory rows have no ratio")
+    check(md.splitlines()[0].rstrip().endswith("| vs best other |"),
+          "the table has no 'vs best other' column")
+    check(text.splitlines()[0].rstrip().endswith("vs best other"),
+          "the printed table has no 'vs best other' column")
+    best_cells = {line.split(" | ")[0][2:]: line.split(" | ")[-1].rstrip(" |")
+                  for line in md.splitlines()[2:]}
+    best_cells_by_metric = {line.split(" | ")[1]: line.split(" | ")[-1].rstrip(" |")
+                            for line in md.splitlines()[2:]}
+    for fig, want in (("far-ahead", "125 (tcmalloc)"), ("far-behind", "0.01 (glibc)"),
+                      ("even", "1.00 (glibc)"), ("double", "2.00 (glibc)")):
+        check(best_cells.get(fig) == want,
+              f"{fig}: vs best other {best_cells.get(fig)!r}, expected {want!r}")
+    for metric, want in (("peak-rss/requested (ratio)", "0.80 (glibc)"),
+                         ("mmap+munmap+madvise (calls)", "2.00 (glibc)"),
+                         ("retained-after-trim (MiB)", "- (glibc)")):
+        check(best_cells_by_metric.get(metric) == want,
+              f"{metric}: vs best other {best_cells_by_metric.get(metric)!r}, expected {want!r}")
+    check(best_other({"bufpool": 10, "glibc": 20, "fast": 5}, ["bufpool", "glibc", "fast"],
+                     "Mpairs/s") == (0.5, "glibc"),
+          "vs best other picks the lowest of a higher-is-better metric")
+    check(best_other({"bufpool": 10}, ["bufpool", "glibc"], "ns/op") == (None, None),
+          "vs best other with no other figure is not empty")
+    with_shim = {n: [dict(r) for r in rs] for n, rs in results.items()}
+    with_shim["bufpool-malloc"] = [ns("far-ahead", 1)]
+    shim_names = ["bufpool", "glibc", "bufpool-malloc", "tcmalloc"]
+    annotate_best_other(with_shim, shim_names)
+    far = next(r for r in with_shim["bufpool"] if r["figure"] == "far-ahead")
+    check(far.get("vs_best_other") == {"ratio": 125, "allocator": "tcmalloc"},
+          f"results.json's vs best other counts bufpool-malloc as an other: {far}")
     check("lower-is-better" in legend(5) and "median of 5 runs" in legend(5) and
           "one run" in legend(1) and "run" not in legend(),
           "the legend does not say that lower is better and how figures were taken")
@@ -543,6 +615,7 @@ def main():
     info = machine()
     command = "scripts/bench.py " + " ".join(sys.argv[1:])
     repeat = None if args.icount else 1 if args.quick else args.repeat
+    annotate_best_other(results, names)
     text, md = table(results, names)
     print()
     print(f"bufpool benchmark: {kind}; {legend(repeat)}")
