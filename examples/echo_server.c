@@ -2,8 +2,9 @@
  * and writes them back with writev.
  *   echo_server [PORT [CONNECTIONS]]   PORT 0 (default) picks a free one; it prints
  *   "listening on PORT"; with CONNECTIONS > 0 it exits after serving that many.
- * It leaves SIGPIPE alone: bp_buf_writev_fd writes sockets with MSG_NOSIGNAL, so a client
- * that goes away without reading is an error code (EPIPE) that closes its connection. */
+ * It leaves SIGPIPE alone: bp_buf_writev_fd never raises it, so a client that goes away
+ * without reading is an error code (BP_EIO, errno EPIPE) that closes its connection; a
+ * descriptor with nothing to read or no room to write is BP_EAGAIN. */
 #define _GNU_SOURCE
 #include "bufpool.h"
 
@@ -45,7 +46,7 @@ static bool flush_pending(int ep, conn *c)
 {
     while (bp_buf_readable(c->pending) > 0) {
         ssize_t w = bp_buf_writev_fd(c->pending, c->fd, 0);
-        if (w == BP_EIO && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        if (w == BP_EAGAIN) {
             struct epoll_event ev = {.events = EPOLLOUT, .data.ptr = c};
             epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &ev); /* resume when the peer reads */
             return true;
@@ -66,8 +67,8 @@ static bool serve(int ep, conn *c)
         ssize_t r = bp_buf_readv_fd(c->pending, c->fd, 64 << 10);
         if (r == 0)
             return false;
-        if (r == BP_EIO)
-            return errno == EAGAIN || errno == EWOULDBLOCK;
+        if (r == BP_EAGAIN)
+            return true; /* all read: wait for the next event */
         if (r < 0 || !flush_pending(ep, c))
             return false;
         if (bp_buf_readable(c->pending) > 0)

@@ -6,6 +6,8 @@ and, when installed, Debian's jemalloc, mimalloc and tcmalloc (LD_PRELOAD), and 
 own malloc library when it is built. Prints a table of time per operation (the median of
 --repeat runs) and memory figures with bufpool's ratio against each allocator and against the
 best of them ("vs best other", naming it), and writes results.json, results.md and ratios.svg.
+The http row is examples/http_server under wrk: on bp_buf in bufpool's column, built on
+malloc'd byte arrays (http_server_plain) under each other allocator in theirs.
 
   scripts/bench.py [--quick] [--repeat N] [--build DIR] [--out DIR]
   scripts/bench.py --icount [--build DIR] [--out DIR]   # callgrind instructions per op
@@ -26,7 +28,7 @@ import tempfile
 from xml.sax.saxutils import escape, quoteattr
 
 GROUPS = ["seeds", "pairs", "batches", "replace", "prodcons", "server", "churn", "buffers",
-          "huge", "realloc", "threads", "memory"]
+          "huge", "realloc", "threads", "memory", "http"]
 # bufpool's own malloc library is bufpool, not one of the others it is measured against.
 NOT_OTHERS = {"bufpool-malloc"}
 ICOUNT_FIGURES = ["pair-16", "pair-64", "pair-256", "pair-1k", "pair-4k", "pair-32k",
@@ -361,6 +363,194 @@ def syscall_counts(exe, api, preload, scale):
     return calls
 
 
+# The http row: examples/http_server under wrk. bufpool's column is the server on bp_buf;
+# every other column is the same server built on malloc'd byte arrays (http_server_plain)
+# under that allocator. A time figure is 1e9 / wrk's requests per second; the memory figure
+# is the server's RSS with HTTP_IDLE keep-alive connections open, each after one answer.
+HTTP_WRK = ["-t2", "-c64"]
+HTTP_THREADS = "2"
+HTTP_IDLE = 1000
+HTTP_RUNS = 3  # at most, of HTTP_SECONDS each: the row stays under a minute for 6 allocators
+HTTP_SECONDS = 2
+
+
+class HttpServer:
+    """An http_server process on a free port of 127.0.0.1, ended with SIGTERM."""
+
+    def __init__(self, exe, preload):
+        env = dict(os.environ)
+        env.pop("LD_PRELOAD", None)
+        if preload:
+            env["LD_PRELOAD"] = preload
+        self.proc = subprocess.Popen([exe, "0", HTTP_THREADS], env=env, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True)
+        line = self.proc.stdout.readline()
+        if not line.startswith("listening on "):
+            self.proc.kill()
+            raise RuntimeError(f"{exe} did not start: {line!r} {self.proc.stderr.read()!r}")
+        self.port = int(line.split()[2])
+
+    def rss_kib(self):
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        if self.proc.returncode != 0:
+            raise RuntimeError(f"http_server exit status {self.proc.returncode}: "
+                               f"{self.proc.stderr.read()[-2000:]}")
+
+
+def wrk_rate(port, seconds):
+    """(requests per second, requests) of one wrk run against GET /static; wrk's summary must
+    show no socket errors and no answer other than 2xx."""
+    out = subprocess.run(["wrk"] + HTTP_WRK + [f"-d{seconds}s", f"http://127.0.0.1:{port}/static"],
+                         check=True, capture_output=True, text=True, timeout=seconds + 30).stdout
+    if "Socket errors" in out or "Non-2xx" in out:
+        raise RuntimeError(f"wrk saw errors:\n{out}")
+    rate = next(float(line.split()[1]) for line in out.splitlines()
+                if line.startswith("Requests/sec:"))
+    done = next(int(line.split()[0]) for line in out.splitlines() if " requests in " in line)
+    return rate, done
+
+
+def idle_rss_mib(server, client):
+    """The server's RSS with HTTP_IDLE keep-alive connections open, each after one answer."""
+    idle = subprocess.Popen([sys.executable, client, "idle", str(server.port), str(HTTP_IDLE)],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        ready = idle.stdout.readline().strip()
+        if ready != f"ready {HTTP_IDLE}":
+            raise RuntimeError(f"the idle client says {ready!r}")
+        return server.rss_kib() / 1024
+    finally:
+        idle.stdin.close()
+        idle.wait(timeout=60)
+
+
+def http_rows(args, allocs, rounds):
+    """{allocator: rows} for the http row, or None (with the reason printed) when it cannot run.
+    The allocators take turns within each round; the memory figure is taken once."""
+    servers = {"bp": os.path.join(args.build, "http_server"),
+               "malloc": os.path.join(args.build, "http_server_plain")}
+    client = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests",
+                          "http_client.py")
+    if not shutil.which("wrk"):
+        print("http: wrk is not installed, the row is left out (scripts/deps.sh installs it)",
+              file=sys.stderr)
+        return None
+    missing = [exe for exe in servers.values() if not os.access(exe, os.X_OK)]
+    if missing:
+        print(f"http: {', '.join(missing)} not built, the row is left out", file=sys.stderr)
+        return None
+    seconds = 1 if args.quick else HTTP_SECONDS
+    rates = {name: [] for name, _, _ in allocs}
+    done = {name: 0 for name, _, _ in allocs}
+    rss = {}
+    for r in range(rounds):
+        for name, api, preload in allocs:
+            server = HttpServer(servers[api], preload)
+            try:
+                rate, n = wrk_rate(server.port, seconds)
+                rates[name].append(rate)
+                done[name] += n
+                if r == 0:
+                    rss[name] = idle_rss_mib(server, client)
+            finally:
+                server.stop()
+    rows = {}
+    for name, _, _ in allocs:
+        per_request = [1e9 / rt for rt in rates[name]]
+        row = {"figure": "http", "metric": "ns/request", "value": statistics.median(per_request),
+               "unit": "ns", "ops": float(done[name]),
+               "requests_per_s": statistics.median(rates[name])}
+        if len(per_request) > 1:
+            row["runs"] = per_request
+        rows[name] = [row, {"figure": "http", "metric": f"rss-{HTTP_IDLE}-conns",
+                            "value": rss[name], "unit": "MiB", "ops": float(HTTP_IDLE)}]
+    return rows
+
+
+# The echo row: examples/uring_server (io_uring: provided buffers, WRITE_FIXED) against
+# examples/echo_server (epoll, readv/writev), both on bufpool, driven by uring_server --load:
+# ECHO_CONNS connections each echoing ECHO_SIZE-byte messages one at a time. Requests per
+# second are the median of the runs; system calls per request (every call the server makes,
+# strace -c -f) come from one shorter run of each under strace. About 16 s in all.
+ECHO_CONNS = 32
+ECHO_SIZE = 64
+ECHO_RUNS = 3
+ECHO_SECONDS = 2
+
+
+def echo_run(server, client, seconds, wrapper=()):
+    """(requests, seconds) of one load run against a fresh server that exits when the load's
+    connections close."""
+    proc = subprocess.Popen(list(wrapper) + [server, "0", str(ECHO_CONNS)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        if not line.startswith("listening on "):
+            raise RuntimeError(f"{server} did not start: {line!r}")
+        out = subprocess.run([client, "--load", line.split()[2], str(ECHO_CONNS), str(seconds),
+                              str(ECHO_SIZE)], check=True, capture_output=True, text=True,
+                             timeout=seconds + 30).stdout.split()
+        if proc.wait(timeout=30) != 0:
+            raise RuntimeError(f"{server} exit status {proc.returncode}: {proc.stderr.read()}")
+        return int(out[1]), float(out[3])
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def echo_uring_row(args):
+    """{"epoll": {...}, "io_uring": {...}} for the echo row, or None (reason printed)."""
+    servers = {"epoll": os.path.join(args.build, "echo_server"),
+               "io_uring": os.path.join(args.build, "uring_server")}
+    client = servers["io_uring"]
+    if not os.access(client, os.X_OK):
+        print("echo: uring_server is not built (no liburing: scripts/deps.sh installs it), "
+              "the row is left out", file=sys.stderr)
+        return None
+    if subprocess.run([client, "--probe"], capture_output=True).returncode != 0:
+        print("echo: io_uring cannot be used on this machine, the row is left out",
+              file=sys.stderr)
+        return None
+    seconds = 1 if args.quick else ECHO_SECONDS
+    rates = {name: [] for name in servers}
+    for _ in range(1 if args.quick else ECHO_RUNS):
+        for name, exe in servers.items():
+            n, took = echo_run(exe, client, seconds)
+            rates[name].append(n / took)
+    row = {}
+    for name, exe in servers.items():
+        row[name] = {"requests_per_s": statistics.median(rates[name]), "runs": rates[name]}
+        if shutil.which("strace"):
+            with tempfile.NamedTemporaryFile(suffix=".strace") as tmp:
+                n, _ = echo_run(exe, client, 1, ["strace", "-f", "-qq", "-c", "-o", tmp.name])
+                with open(tmp.name) as f:
+                    total = [line.split() for line in f if line.rstrip().endswith(" total")]
+            row[name]["syscalls_per_request"] = int(total[-1][3]) / n if total and n else None
+    return row
+
+
+def echo_uring_text(row):
+    """The echo row as a line of text."""
+    def cell(r):
+        calls = r.get("syscalls_per_request")
+        return f"{r['requests_per_s']:,.0f} requests/s" + (
+            f", {calls:.2f} system calls per request" if calls is not None else "")
+    ratio = row["io_uring"]["requests_per_s"] / row["epoll"]["requests_per_s"]
+    return (f"echo, {ECHO_CONNS} connections x {ECHO_SIZE}-byte requests: io_uring "
+            f"{cell(row['io_uring'])}; epoll {cell(row['epoll'])}; io_uring/epoll "
+            f"{ratio:.2f}x the requests/s")
+
+
 def median_rows(runs):
     """One row list from the rows of several runs of a workload: each figure's median, with
     every run's value kept under "runs" (a figure's spread shows how noisy it was)."""
@@ -382,9 +572,14 @@ def timing(args, exe, allocs):
     repeat = 1 if args.quick else args.repeat
     results = {n: [] for n in names}
     for gi, group in enumerate(GROUPS):
-        reps = 1 if group == "memory" else repeat
+        reps = 1 if group == "memory" else min(repeat, HTTP_RUNS) if group == "http" else repeat
         print(f"[{gi + 1}/{len(GROUPS)}] {group} ({reps} run{'s' if reps > 1 else ''}): " +
               " ".join(names), file=sys.stderr, flush=True)
+        if group == "http":
+            rows = http_rows(args, allocs, reps)
+            for name in names:
+                results[name].extend(rows[name] if rows else [])
+            continue
         runs = {n: [] for n in names}
         for _ in range(reps):
             for name, api, preload in allocs:
@@ -606,11 +801,14 @@ def main():
         print("not installed, left out: " + ", ".join(missing) +
               " (scripts/deps.sh bench installs them)", file=sys.stderr)
     names = [a[0] for a in allocs]
+    echo = None
     if args.icount:
         results = icount(args, exe, allocs)
         kind = "instructions per operation (callgrind)"
     else:
         results = timing(args, exe, allocs)
+        print("[echo] io_uring against epoll", file=sys.stderr, flush=True)
+        echo = echo_uring_row(args)
         kind = "time per operation" + (" (quick run: not a measurement)" if args.quick else "")
     info = machine()
     command = "scripts/bench.py " + " ".join(sys.argv[1:])
@@ -621,13 +819,18 @@ def main():
     print(f"bufpool benchmark: {kind}; {legend(repeat)}")
     print(f"machine: {info['cpu']}, {info['cores']} cores, Linux {info['kernel']}, {info['date']}")
     print(text)
+    if not args.icount and echo is not None:
+        print(echo_uring_text(echo))
     base = "icount" if args.icount else "results"
     with open(os.path.join(out, base + ".json"), "w") as f:
         json.dump({"kind": kind, "machine": info, "command": command, "allocators": names,
-                   "missing": missing, "results": results}, f, indent=1)
+                   "missing": missing, "results": results,
+                   "echo_uring": None if args.icount else echo}, f, indent=1)
     with open(os.path.join(out, base + ".md"), "w") as f:
         f.write(f"{kind}; {legend(repeat)}. {info['cpu']}, "
                 f"{info['cores']} cores, {info['date']}. `{command}`\n\n{md}\n")
+        if not args.icount and echo is not None:
+            f.write(f"\n{echo_uring_text(echo)}\n")
     if not args.icount:
         svg_chart(results, names, os.path.join(out, "ratios.svg"),
                   "bufpool against " + ", ".join(names[1:]) + ", per workload (log scale)")

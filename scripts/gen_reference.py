@@ -26,6 +26,7 @@ HEADER = ROOT / "include" / "bufpool.h"
 REFERENCE = ROOT / "docs" / "reference.md"
 
 FUNCTION = re.compile(r"\b(bp_\w+)\s*\(")
+VARIABLE = re.compile(r"^extern BP_API .*?\b(bp_\w+)\b(?: __attribute__.*)?;")
 TYPED = re.compile(r"^BP_BUF_TYPED\((\w+), (\w+)\)")
 DEFINE = re.compile(r"^#define\s+((?:BP|bp)_\w+)(\(.*?\))?")
 TYPEDEF_BLOCK = re.compile(r"^typedef (struct|enum) (\w+) \{$")
@@ -33,7 +34,7 @@ TYPEDEF_LINE = re.compile(r"^typedef (struct|enum) (\w+)\b.*;$")
 # the start of the paragraph that lists what a function can report
 ERRORS = "Errors:"
 # macros of the header's own machinery, not part of the API
-PRIVATE_MACROS = {"BP_API", "BP_MALLOCLIKE", "BP_BUF_TYPED"}
+PRIVATE_MACROS = {"BP_API", "BP_INLINE_API", "BP_BUF_INLINE_API", "BP_MALLOCLIKE", "BP_BUF_TYPED"}
 
 
 class Entry:
@@ -140,13 +141,22 @@ def parse():
                 f"int bp_buf_write_{suffix}(bp_buf *b, {ctype} v);"])
             add("function", names, code, title=f"bp_buf_{{get,set,read,write}}_{suffix}")
             continue
-        if line.startswith("BP_API"):
+        if line.startswith(("BP_API", "BP_INLINE_API", "BP_BUF_INLINE_API")):
             decl = [line]
             while not decl[-1].rstrip().endswith(";") and not trailing_comment(decl[-1]):
                 decl.append(lines[i].rstrip())
                 i += 1
-            code = "\n".join(re.sub(r"^BP_API\s+(BP_MALLOCLIKE\s+)?", "", d) for d in decl)
+            inline = not line.startswith("BP_API")
+            code = "\n".join(re.sub(r"^BP_(BUF_)?(INLINE_)?API\s+(BP_MALLOCLIKE\s+)?", "", d)
+                             for d in decl)
+            if inline:  # inline in programs, exported by the library too
+                code = "static inline " + code
             add("function", [FUNCTION.search(code).group(1)], code, trailing_comment(decl[-1]))
+            continue
+        m = VARIABLE.match(line)
+        if m:
+            code = re.sub(r"\bBP_API\s+", "", line)
+            add("variable", [m.group(1)], code, trailing_comment(line))
             continue
         m = TYPEDEF_BLOCK.match(line)
         if m:

@@ -83,12 +83,12 @@ for c in $configs; do
         echo "=== fuzz: libFuzzer targets (clang, ASan + UBSan)"
         if ! cmake -S . -B build/fuzz -DCMAKE_C_COMPILER=clang -DBP_FUZZ=ON -DBP_CHECKED=ON \
                 >build/fuzz.log 2>&1 ||
-            ! cmake --build build/fuzz -j"$jobs" --target fuzz_engine fuzz_buf fuzz_conf \
+            ! cmake --build build/fuzz -j"$jobs" --target fuzz_engine fuzz_buf fuzz_conf fuzz_frame \
                 >>build/fuzz.log 2>&1; then
             tail -30 build/fuzz.log
             record "fuzz: build" 1
         else
-            for target in engine buf conf; do
+            for target in engine buf conf frame; do
                 exe=build/fuzz/fuzz_$target
                 if "$exe" -close_fd_mask=2 -artifact_prefix=build/ fuzz/corpus/$target/* \
                         >"build/fuzz-$target-corpus.log" 2>&1; then

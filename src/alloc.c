@@ -1,5 +1,7 @@
 /* alloc.c — the public allocation entry points: bp_alloc and friends route a size to its
  * class and arena (or the huge path); bp_free finds the chunk of a pointer and checks it. */
+/* bp_alloc and bp_free are defined here as exported functions too */
+#define BP_EXPORT_FAST_PATHS 1
 #include "internal.h"
 
 #include <errno.h>
@@ -51,9 +53,9 @@ static void *alloc_class(bp_pool *pool, unsigned cls)
                                      : bp_arena_alloc(bp_thread_arena(pool), cls);
 }
 
-/* Everything the fast path does not serve: a first use, an empty bin, sizes above the lookup
- * table, uncached classes, huge blocks. */
-static bp_noinline void *alloc_slow(bp_pool *pool, size_t size)
+/* Everything the fast path does not serve: a first use, an empty bin, uncached classes,
+ * huge blocks; in checked and tool builds, every request. The class is computed once. */
+static void *alloc_slow(bp_pool *pool, size_t size)
 {
     bp_pool_check_live(pool, "bp_alloc");
     if (bp_unlikely(pool->config.background_thread))
@@ -70,69 +72,42 @@ static bp_noinline void *alloc_slow(bp_pool *pool, size_t size)
 
 static size_t usable_size(const void *p, const char *what);
 
-#if BP_TRACK
-/* ASan and valgrind builds: the public entry points announce what they hand out (the usable
- * size, which the API promises: touching past it is reported) and what comes back; the
- * implementations below are the ordinary ones under other names. */
-static void *alloc_impl(bp_pool *pool, size_t size);
-static void *aligned_impl(bp_pool *pool, size_t align, size_t size);
+/* The default pool before it exists: a pool prefix whose every request misses, so that the
+ * malloc library's malloc is the inline fast path on bp_default_pool with no test of its
+ * own; the first miss makes the pool. */
+static const struct bp_fast_pool default_pool_unset = {.slot = BP_TCACHE_SLOTS};
+bp_pool *bp_default_pool = (bp_pool *)(uintptr_t)&default_pool_unset;
 
-void *bp_alloc(bp_pool *pool, size_t size)
+void *bp_alloc_slow(bp_pool *pool, size_t size)
 {
-    void *p = alloc_impl(pool, size);
+    if (bp_unlikely(pool == (bp_pool *)(uintptr_t)&default_pool_unset))
+        pool = bp_pool_default();
+    void *p = alloc_slow(pool, size);
+#if BP_TRACK
+    /* ASan and valgrind builds (every request misses): announce the usable size, which the
+     * API promises; touching past it is reported */
     if (p != NULL)
         bp_track_alloc(pool, p, usable_size(p, "bp_alloc"));
-    return p;
-}
-
-void *bp_aligned_alloc(bp_pool *pool, size_t align, size_t size)
-{
-    void *p = aligned_impl(pool, align, size);
-    if (p != NULL)
-        bp_track_alloc(pool, p, usable_size(p, "bp_aligned_alloc"));
-    return p;
-}
-#define bp_alloc         alloc_impl
-#define bp_aligned_alloc aligned_impl
 #endif
+    return p;
+}
 
-/* The fast path: the class's bin offset (a table lookup up to 4 KiB, the size formula up to
- * max_cached) and a pop from this thread's bin, no lock, no atomic, between the two stores of
- * the reclaim handshake (internal.h); every trim_interval allocations the cache trims itself. */
+/* The fast path (bufpool.h) for the library's own callers: tool builds announce what the
+ * public entry points hand out, once, so internal callers that announce themselves go
+ * straight to the slow path's work. */
+static void *alloc_unannounced(bp_pool *pool, size_t size)
+{
+#if BP_TRACK
+    return alloc_slow(pool, size);
+#else
+    return bp_fast_alloc(pool, size);
+#endif
+}
+
 void *bp_alloc(bp_pool *pool, size_t size)
 {
-    uint32_t offset;
-    if (bp_likely(size <= BP_MAX_LOOKUP))
-        offset = pool->sc.bin_lookup[(size + BP_QUANTUM - 1) >> BP_LOG2_QUANTUM];
-    else if (size <= pool->max_cached_size)
-        offset = bp_bin_offset(bp_size_to_class_compute(&pool->sc, size));
-    else
-        return alloc_slow(pool, size);
-    bp_tcache_enter();
-    bp_tcache_bin *bins = bp_tcache_bins(pool->tc_slot);
-    bp_tcache_bin *bin = bp_bin_at(bins, offset);
-    void **head = bin->head;
-    if (bp_likely(head != bin->empty)) {
-        void *p = *head;
-        bin->head = head + 1;
-        bin->hits++;
-        bp_tcache *tc = bp_tcache_of(bins);
-        bool trim = --tc->countdown == 0;
-        bp_tcache_leave();
-        if (bp_unlikely(trim))
-            return bp_tcache_trim_returning(tc, p);
-        return p;
-    }
-    bp_tcache_leave();
-    return alloc_slow(pool, size);
+    return bp_fast_alloc(pool, size);
 }
-
-#if BP_TRACK
-#undef bp_alloc
-#define untracked_alloc alloc_impl
-#else
-#define untracked_alloc bp_alloc
-#endif
 
 void *bp_calloc(bp_pool *pool, size_t n, size_t size)
 {
@@ -153,19 +128,19 @@ void *bp_calloc(bp_pool *pool, size_t n, size_t size)
 #endif
         return p;
     }
-    void *p = bp_alloc(pool, total);
+    void *p = bp_fast_alloc(pool, total);
     if (p != NULL)
         memset(p, 0, total);
     return p;
 }
 
-void *bp_aligned_alloc(bp_pool *pool, size_t align, size_t size)
+static void *aligned_unannounced(bp_pool *pool, size_t align, size_t size)
 {
     bp_pool_check_live(pool, "bp_aligned_alloc");
     if (!bp_is_pow2(align) || align > pool->chunk_size)
         return fail(EINVAL);
     if (align <= BP_QUANTUM)
-        return untracked_alloc(pool, size); /* the public entry announces the block once */
+        return alloc_unannounced(pool, size);
     size_t want = BP_MAX(size, align);
     if (want > pool->chunk_size)
         return alloc_huge(pool, size, align);
@@ -177,8 +152,8 @@ void *bp_aligned_alloc(bp_pool *pool, size_t align, size_t size)
         cls++;
     if (cls == sc->nclasses)
         return alloc_huge(pool, size, align);
-    if (align <= pool->page_size && cls < pool->cache_classes)
-        return alloc_slow(pool, pool->sc.size[cls]); /* any block of the class is aligned */
+    if (align <= pool->page_size && cls < pool->cache_classes) /* any block of it is aligned */
+        return alloc_unannounced(pool, pool->sc.size[cls]);
     bp_arena *arena = bp_thread_arena(pool);
     void *p = bp_arena_alloc_aligned(arena, cls, align);
     if (p == NULL && reclaimed(pool))
@@ -186,9 +161,15 @@ void *bp_aligned_alloc(bp_pool *pool, size_t align, size_t size)
     return p != NULL ? p : fail(ENOMEM);
 }
 
+void *bp_aligned_alloc(bp_pool *pool, size_t align, size_t size)
+{
+    void *p = aligned_unannounced(pool, align, size);
 #if BP_TRACK
-#undef bp_aligned_alloc
+    if (p != NULL)
+        bp_track_alloc(pool, p, usable_size(p, "bp_aligned_alloc"));
 #endif
+    return p;
+}
 
 /* ---- from a pointer to its block -------------------------------------------------------- */
 
@@ -273,82 +254,52 @@ static void check_free(const char *what, void *p)
 }
 #endif
 
-static bp_noinline void free_slow(void *p, const char *what)
+/* Everything the fast path does not serve: NULL, a full bin, huge blocks, classes without a
+ * thread cache (straight to their arena), a thread without a cache; in checked and tool
+ * builds, every free, checked (and announced) before it can enter a cache. */
+void bp_free_slow(void *p, size_t size, const char *what)
 {
     if (p == NULL)
         return;
     block b = find_block(what, p);
-    if (b.info == 0)
-        bp_arena_free_huge(b.chunk->arena, b.chunk);
-    else
-        bp_tcache_free_slow(b.chunk, p, b.info);
-}
-
-/* The fast path: the chunk map and the chunk's unit_info give the class; a push onto this
- * thread's bin for the block's pool. A pointer without a block start (0) indexes bin 0,
- * which always looks full. `what`, the call the program made, is read by reports only. */
-bp_inline void free_block(void *p, const char *what)
-{
-#if BP_CHECKED
-    if (p != NULL)
-        check_free(what, p);
-#endif
-    uintptr_t a = (uintptr_t)p;
-    bp_chunk *chunk = bp_chunk_map_lookup(a);
-    if (bp_likely(chunk != NULL)) {
-        uint32_t offset = (uint16_t)bp_chunk_info_at(chunk, a);
-        bp_tcache_enter();
-        bp_tcache_bin *bin = bp_bin_at(bp_tcache_bins(chunk->tc_slot), offset);
-        void **head = bin->head;
-        if (bp_likely(head != bin->full)) {
-            *--head = p;
-            bin->head = head;
-            bp_tcache_leave();
-            return;
-        }
-        bp_tcache_leave();
-    }
-    free_slow(p, what);
-}
-
+    bp_chunk *chunk = b.chunk;
 #if BP_TRACK
-/* Tool builds: the block is announced as given back first (the lookup reports a pointer that
- * is no block, naming the call). */
-static void free_tracked(void *p, const char *what)
-{
-    if (p != NULL) {
-        size_t usable = usable_size(p, what);
-        bp_chunk *chunk = bp_chunk_map_lookup((uintptr_t)p);
-        bp_track_free(chunk->pool, p, usable, chunk->kind == BP_CHUNK_POOLED); /* huge: unmapped */
-    }
-    free_block(p, what);
-}
-#define free_entry free_tracked
-#else
-#define free_entry free_block
+    bp_track_free(chunk->pool, p, usable_size(p, what), chunk->kind == BP_CHUNK_POOLED);
 #endif
+#if BP_CHECKED
+    check_free(what, p);
+    size_t usable = b.info != 0 ? chunk->pool->sc.size[bp_info_class(b.info)] : chunk->size;
+    if (size > usable)
+        bp_fatal("%s(%p, %zu): the block holds only %zu bytes", what, p, size, usable);
+#else
+    (void)size;
+#endif
+    if (b.info == 0) {
+        bp_arena_free_huge(chunk->arena, chunk);
+        return;
+    }
+    unsigned cls = bp_info_class(b.info);
+    if (cls >= chunk->pool->cache_classes) {
+        __atomic_add_fetch(&chunk->arena->counters.classes[cls].program_frees, 1, __ATOMIC_RELAXED);
+        bp_arena_free(chunk->arena, chunk, (uintptr_t)p, b.info);
+        return;
+    }
+    bp_tcache_free_slow(chunk, p, b.info);
+}
 
 void bp_free(void *p)
 {
-    free_entry(p, "bp_free");
+    bp_fast_free(p, 0, "bp_free");
 }
 
 void bp_free_as(void *p, const char *what)
 {
-    free_entry(p, what);
+    bp_fast_free(p, 0, what);
 }
 
 void bp_free_sized(void *p, size_t size)
 {
-    if (p == NULL)
-        return;
-    if (BP_CHECKED) {
-        block b = find_block("bp_free_sized", p);
-        size_t usable = b.info != 0 ? b.chunk->pool->sc.size[bp_info_class(b.info)] : b.chunk->size;
-        if (size > usable)
-            bp_fatal("bp_free_sized(%p, %zu): the block holds only %zu bytes", p, size, usable);
-    }
-    free_entry(p, "bp_free_sized");
+    bp_fast_free(p, size, "bp_free_sized");
 }
 
 static size_t usable_size(const void *p, const char *what)
@@ -379,7 +330,7 @@ void *bp_realloc(bp_pool *pool, void *p, size_t size)
 void *bp_realloc_as(bp_pool *pool, void *p, size_t size, const char *what)
 {
     if (p == NULL)
-        return bp_alloc(pool, size);
+        return bp_fast_alloc(pool, size);
     block b = find_block(what, p);
     size_t usable;
     if (b.info != 0) {
@@ -394,15 +345,26 @@ void *bp_realloc_as(bp_pool *pool, void *p, size_t size, const char *what)
         }
     } else {
         usable = b.chunk->size;
-        if (b.chunk->pool == pool && size > pool->chunk_size &&
-            bp_align_up(size, pool->page_size) == usable)
-            return p;
+        if (b.chunk->pool == pool && size > pool->chunk_size) {
+            if (bp_align_up(size, pool->page_size) == usable)
+                return p;
+            /* in place or moved by the OS (mremap), without a copy; NULL: copy below */
+            void *q = bp_arena_realloc_huge(b.chunk->arena, b.chunk, size);
+            if (q != NULL) {
+#if BP_VALGRIND
+                VALGRIND_MEMPOOL_CHANGE(pool, p, q, usable_size(q, what));
+#else
+                bp_track_resize(pool, q, usable_size(q, what));
+#endif
+                return q;
+            }
+        }
     }
-    void *q = bp_alloc(pool, size);
+    void *q = bp_fast_alloc(pool, size);
     if (q == NULL)
         return NULL;
     bp_unpoison(p, usable); /* tool builds: the old block's unrequested tail is copied too */
     memcpy(q, p, BP_MIN(size, usable));
-    free_entry(p, what);
+    bp_fast_free(p, 0, what);
     return q;
 }

@@ -17,6 +17,19 @@ typedef struct desc_slab {
     struct desc_slab *next;
 } desc_slab;
 
+/* A huge block's descriptor: the bp_chunk the other files read, then what only the arena
+ * needs. desc_take makes every huge bp_chunk, so each is the first member of one. */
+typedef struct huge_desc {
+    bp_chunk chunk;
+    size_t align; /* what the memory's address must stay a multiple of: the alignment the
+                   * block was asked with, at least the chunk map's granule */
+} huge_desc;
+
+static huge_desc *desc_of(bp_chunk *huge)
+{
+    return (huge_desc *)huge;
+}
+
 /* A range the OS layer refused to unmap (at vm.max_map_count, say). It is still mapped and
  * purged; this node lives in its first bytes, so keeping it needs no memory and nothing that
  * could fail at the OS's limits. `counted`: the bytes memory_limit still counts for it,
@@ -85,6 +98,79 @@ static size_t retry_stuck(bp_arena *arena)
     return released;
 }
 
+/* ---- huge mappings unmapped after the lock ---------------------------------------------
+ * Giving a large range back takes the kernel a while (tens of microseconds for tens of MiB),
+ * and every thread of the arena would wait for it. So a huge mapping let go under the lock
+ * is only taken out of the chunk map there and queued on unmap_pending (the node lives in the
+ * range's first bytes, as a stuck range's does); arena_unlock unmaps the queue after the
+ * release. memory_limit stays exact: a range's bytes are uncounted after its unmap succeeded,
+ * and one the OS refuses joins the stuck list, still counted. */
+
+static void desc_give(bp_arena *arena, bp_chunk *desc);
+
+/* Under the lock: the huge block's range queued for unmapping, its descriptor given back;
+ * `counted` is what memory_limit still counts for it. */
+static void defer_unmap_huge(bp_arena *arena, bp_chunk *huge, size_t counted)
+{
+    uintptr_t base = huge->base;
+    size_t size = huge->map_size;
+    bp_chunk_map_unregister(base, BP_MAP_GRANULE); /* before the range can be mapped again */
+    bp_os_region_remove(&arena->pool->os, huge);   /* before it is unmapped */
+    bp_unpoison((void *)base, size);               /* the range may be reused */
+    desc_give(arena, huge);
+    stuck_range *r = (stuck_range *)base;
+    r->next = arena->unmap_pending;
+    r->size = size;
+    r->counted = counted;
+    arena->unmap_pending = r;
+}
+
+/* Outside the lock: the queued ranges unmapped, refused ones back on the stuck list; the
+ * bytes unmapped. */
+static bp_noinline size_t unmap_queued(bp_arena *arena, stuck_range *queue)
+{
+    size_t released = 0;
+    stuck_range *refused = NULL;
+    while (queue != NULL) {
+        stuck_range *r = queue;
+        queue = r->next;
+        size_t size = r->size, counted = r->counted; /* a refused unmap purges the node too */
+        if (bp_os_unmap(&arena->pool->os, r, size) == 0) {
+            bp_pool_unreserve(arena->pool, counted);
+            released += size;
+        } else {
+            r->next = refused;
+            r->size = size;
+            r->counted = counted;
+            refused = r;
+        }
+    }
+    if (refused != NULL) {
+        bp_lock_acquire(&arena->lock);
+        while (refused != NULL) {
+            stuck_range *r = refused;
+            refused = r->next;
+            keep_stuck(arena, r, r->size, r->counted);
+        }
+        bp_lock_release(&arena->lock);
+    }
+    return released;
+}
+
+/* Releases the lock, then unmaps what was queued under it; the bytes unmapped. Every release
+ * of the lock after work that may let a huge mapping go is this. */
+bp_inline size_t arena_unlock(bp_arena *arena)
+{
+    stuck_range *queue = arena->unmap_pending;
+    if (bp_likely(queue == NULL)) {
+        bp_lock_release(&arena->lock);
+        return 0;
+    }
+    arena->unmap_pending = NULL;
+    bp_lock_release(&arena->lock);
+    return unmap_queued(arena, queue);
+}
+
 /* ---- the huge cache ----------------------------------------------------------------------
  * A freed huge mapping stays mapped (registered as HUGE_FREED, counted in mapped_bytes, its
  * pages still backed) so that the next huge block of about its size skips the mapping and
@@ -124,15 +210,16 @@ static bp_chunk *huge_cache_take(bp_arena *arena, size_t map_size, size_t align)
 
 /* A huge block out of the chunk map and unmapped; false when the OS refused (the caller keeps
  * the range stuck, under the lock). Counted bytes are the caller's too. */
-static bool unmap_huge(bp_arena *arena, const bp_chunk *huge)
+static bool unmap_huge(bp_arena *arena, bp_chunk *huge)
 {
     bp_chunk_map_unregister(huge->base, BP_MAP_GRANULE);
+    bp_os_region_remove(&arena->pool->os, huge);
     bp_unpoison((void *)huge->base, huge->map_size); /* quarantined: the range may be reused */
     return bp_os_unmap(&arena->pool->os, (void *)huge->base, huge->map_size) == 0;
 }
 
-/* Under the lock or at destroy: a huge block (live or quarantined) unmapped or kept stuck;
- * returns the bytes unmapped. */
+/* At destroy: a huge block (live, cached or quarantined) unmapped or kept stuck; returns the
+ * bytes unmapped. */
 static size_t release_huge_memory(bp_arena *arena, bp_chunk *huge)
 {
     size_t counted = huge->kind == BP_CHUNK_HUGE_FREED ? 0 : huge->map_size;
@@ -144,17 +231,20 @@ static size_t release_huge_memory(bp_arena *arena, bp_chunk *huge)
     return huge->map_size;
 }
 
-static void desc_give(bp_arena *arena, bp_chunk *desc);
-
-/* Under the lock or at destroy: cache entry i unmapped (counted bytes uncounted) or kept
- * stuck; the bytes unmapped. */
-static size_t release_cached(bp_arena *arena, unsigned i)
+/* At destroy: cache entry i unmapped (counted bytes uncounted) or kept stuck. */
+static void release_cached(bp_arena *arena, unsigned i)
 {
     bp_chunk *huge = huge_cache_remove(arena, i);
     huge->kind = BP_CHUNK_HUGE; /* counted, unlike a quarantined block */
-    size_t released = release_huge_memory(arena, huge);
+    release_huge_memory(arena, huge);
     desc_give(arena, huge);
-    return released;
+}
+
+/* Under the lock: cache entry i queued for unmapping (arena_unlock). */
+static void defer_cached(bp_arena *arena, unsigned i)
+{
+    bp_chunk *huge = huge_cache_remove(arena, i);
+    defer_unmap_huge(arena, huge, huge->map_size);
 }
 
 /* Under the lock: a freed huge block (off the live list, uncounted as active, still counted
@@ -167,7 +257,7 @@ static bool huge_cache_put(bp_arena *arena, bp_chunk *huge)
         return false;
     while (arena->nhuge_cached == BP_HUGE_CACHE_SLOTS ||
            arena->huge_cached_bytes + huge->map_size > cfg->huge_cache_bytes)
-        release_cached(arena, 0);
+        defer_cached(arena, 0);
     bp_poison((void *)huge->base, huge->map_size); /* ASan builds: a use after free */
     huge->kind = BP_CHUNK_HUGE_FREED;
     arena->huge_cache[arena->nhuge_cached].huge = huge;
@@ -177,11 +267,11 @@ static bool huge_cache_put(bp_arena *arena, bp_chunk *huge)
     return true;
 }
 
-/* Under the lock: the cached mappings unused for the decay time unmapped. */
+/* Under the lock: the cached mappings unused for the decay time queued for unmapping. */
 static void huge_cache_decay(bp_arena *arena, uint64_t now, int decay)
 {
     while (arena->nhuge_cached > 0 && arena->huge_cache[0].freed_ms + (uint64_t)decay <= now)
-        release_cached(arena, 0);
+        defer_cached(arena, 0);
 }
 
 void bp_arena_destroy(bp_arena *arena)
@@ -303,7 +393,7 @@ void bp_arena_purge_decayed(bp_arena *arena)
 {
     bp_lock_acquire(&arena->lock);
     purge_tick(arena);
-    bp_lock_release(&arena->lock);
+    arena_unlock(arena);
 }
 
 /* Under the lock, after a run went back to `chunk`: file it by its new usage; a chunk that
@@ -387,17 +477,58 @@ unsigned bp_arena_alloc_batch(bp_arena *arena, unsigned cls, void **out, unsigne
         out[got] = p;
     }
     arena->counters.classes[cls].cache_fills += got; /* only thread caches refill in batches */
-    bp_lock_release(&arena->lock);
+    arena_unlock(arena);
     return got;
+}
+
+/* ---- the uncached normal classes' pair ---------------------------------------------------
+ * A class too large for thread caches allocates and frees through its arena every time; the
+ * common case is a run cache hit both ways. bp_arena_alloc and bp_arena_free serve that case
+ * with no call and no callee-saved register: the lock taken without a call, the pop or push,
+ * the counters, the release; every other case (the lock contended, a small class, an empty
+ * or full cache, a misuse to report, a waiter to wake) is one tail call. Nothing on that path
+ * can let a huge mapping go, so its release needs no arena_unlock. */
+
+/* The lock if it is free, without a call (bp_lock_acquire's first step). */
+bp_inline bool lock_try(bp_lock *lock)
+{
+    uint32_t expected = 0;
+    return __atomic_compare_exchange_n(&lock->state, &expected, 1, false, __ATOMIC_ACQUIRE,
+                                       __ATOMIC_RELAXED);
+}
+
+/* bp_lock_release's wake, as a tail call that keeps nothing live. */
+static bp_noinline void *wake_returning(bp_lock *lock, void *p)
+{
+    bp_lock_wake(lock);
+    return p;
+}
+
+static bp_noinline void *alloc_slow(bp_arena *arena, unsigned cls, bool locked)
+{
+    if (!locked)
+        bp_lock_acquire(&arena->lock);
+    arena->counters.lock_allocs++;
+    void *p = bp_class_is_small(&arena->pool->sc, cls) ? alloc_small_locked(arena, cls)
+                                                       : alloc_normal_locked(arena, cls, 1);
+    arena_unlock(arena);
+    return p;
 }
 
 void *bp_arena_alloc(bp_arena *arena, unsigned cls)
 {
-    bp_lock_acquire(&arena->lock);
+    if (bp_unlikely(!lock_try(&arena->lock)))
+        return alloc_slow(arena, cls, false);
+    bp_run_cache *rc = &arena->run_cache[cls]; /* small classes' caches stay empty */
+    if (bp_unlikely(rc->count == 0))
+        return alloc_slow(arena, cls, true);
+    void *p = rc->runs[--rc->count];
     arena->counters.lock_allocs++;
-    void *p = bp_class_is_small(&arena->pool->sc, cls) ? alloc_small_locked(arena, cls)
-                                                       : alloc_normal_locked(arena, cls, 1);
-    bp_lock_release(&arena->lock);
+    arena->counters.alloc_normal++;
+    arena->counters.classes[cls].allocs++;
+    arena->counters.active_bytes += arena->pool->sc.size[cls];
+    if (bp_unlikely(__atomic_exchange_n(&arena->lock.state, 0, __ATOMIC_RELEASE) == 2))
+        return wake_returning(&arena->lock, p);
     return p;
 }
 
@@ -410,7 +541,7 @@ void *bp_arena_alloc_aligned(bp_arena *arena, unsigned cls, size_t align)
         return bp_arena_alloc(arena, cls);
     bp_lock_acquire(&arena->lock);
     void *p = alloc_normal_locked(arena, cls, (uint32_t)(align / page));
-    bp_lock_release(&arena->lock);
+    arena_unlock(arena);
     return p;
 }
 
@@ -427,7 +558,7 @@ static bp_chunk *desc_take(bp_arena *arena)
         slab->next = arena->desc_slabs;
         arena->desc_slabs = slab;
         size_t first = bp_align_up(sizeof(desc_slab), 64);
-        size_t stride = bp_align_up(sizeof(bp_chunk), 64);
+        size_t stride = bp_align_up(sizeof(huge_desc), 64);
         for (size_t off = first; off + stride <= DESC_SLAB_SIZE; off += stride) {
             bp_chunk *desc = (bp_chunk *)((char *)slab + off);
             desc->next = arena->desc_free;
@@ -436,7 +567,7 @@ static bp_chunk *desc_take(bp_arena *arena)
     }
     bp_chunk *desc = arena->desc_free;
     arena->desc_free = desc->next;
-    memset(desc, 0, sizeof *desc);
+    memset(desc_of(desc), 0, sizeof(huge_desc));
     return desc;
 }
 
@@ -465,6 +596,7 @@ void *bp_arena_alloc_huge_cleared(bp_arena *arena, size_t size, size_t align, bo
     bp_chunk *reused = huge_cache_take(arena, map_size, BP_MAX(align, BP_MAP_GRANULE));
     if (reused != NULL) {
         reused->kind = BP_CHUNK_HUGE;
+        desc_of(reused)->align = BP_MAX(align, BP_MAP_GRANULE);
         reused->size = map_size; /* the usable size asked for; the slack stays mapped */
         arena->huge_slack_bytes += reused->map_size - map_size;
         reused->prev = NULL;
@@ -476,7 +608,7 @@ void *bp_arena_alloc_huge_cleared(bp_arena *arena, size_t size, size_t align, bo
         arena->counters.active_bytes += map_size;
         arena->counters.huge_bytes += map_size;
     }
-    bp_lock_release(&arena->lock);
+    arena_unlock(arena);
     if (reused != NULL) {
         if (zero)
             memset((void *)reused->base, 0, size); /* its last user's bytes */
@@ -484,7 +616,8 @@ void *bp_arena_alloc_huge_cleared(bp_arena *arena, size_t size, size_t align, bo
     }
     if (!bp_pool_reserve(pool, map_size))
         return NULL; /* memory_limit */
-    void *memory = bp_os_map(&pool->os, map_size, BP_MAX(align, BP_MAP_GRANULE));
+    void *memory =
+        bp_os_map_memory(&pool->os, map_size, BP_MAX(align, BP_MAP_GRANULE), BP_MAP_HUGE);
     if (memory == NULL) {
         bp_pool_unreserve(pool, map_size);
         return NULL;
@@ -494,15 +627,20 @@ void *bp_arena_alloc_huge_cleared(bp_arena *arena, size_t size, size_t align, bo
     bp_chunk *huge = desc_take(arena);
     if (huge != NULL) {
         huge->base = (uintptr_t)memory;
-        huge->unit_info_biased = bp_units_biased(bp_zero_units, huge->base);
-        huge->tc_slot = pool->tc_slot;
+        huge->fast.unit_info_biased = bp_units_biased(bp_zero_units, huge->base);
+        huge->fast.slot = pool->fast.slot;
         huge->kind = BP_CHUNK_HUGE;
         huge->page_shift = (uint8_t)pool->sc.page_shift;
         huge->arena = arena;
         huge->pool = pool;
         huge->size = map_size;
         huge->map_size = map_size;
-        if (bp_chunk_map_register(huge->base, BP_MAP_GRANULE, huge)) {
+        desc_of(huge)->align = BP_MAX(align, BP_MAP_GRANULE);
+        /* a region the layer refuses fails the block, as it fails a chunk (chunk.c) */
+        if (bp_os_region_add(&pool->os, huge, BP_MAP_HUGE) != 0) {
+            desc_give(arena, huge);
+            huge = NULL;
+        } else if (bp_chunk_map_register(huge->base, BP_MAP_GRANULE, huge)) {
             huge->prev = NULL;
             huge->next = arena->huge;
             if (arena->huge != NULL)
@@ -512,6 +650,7 @@ void *bp_arena_alloc_huge_cleared(bp_arena *arena, size_t size, size_t align, bo
             arena->counters.active_bytes += map_size;
             arena->counters.huge_bytes += map_size;
         } else {
+            bp_os_region_remove(&pool->os, huge);
             desc_give(arena, huge);
             huge = NULL;
         }
@@ -551,6 +690,16 @@ static void free_small_locked(bp_arena *arena, bp_chunk *chunk, uintptr_t p, uin
     }
 }
 
+/* Under the lock: whether run p waits in its class's run cache. A class's cache holds at most
+ * BP_RUN_CACHE_SLOTS runs, so this is a few compares whatever the pool's classes. */
+static bool run_cache_holds(const bp_run_cache *rc, const void *p)
+{
+    for (uint32_t i = 0; i < rc->count; i++)
+        if (rc->runs[i] == p)
+            return true;
+    return false;
+}
+
 static void free_normal_locked(bp_arena *arena, bp_chunk *chunk, uintptr_t p, uint32_t info)
 {
     uint32_t off = bp_info_run(info);
@@ -562,9 +711,8 @@ static void free_normal_locked(bp_arena *arena, bp_chunk *chunk, uintptr_t p, ui
     arena->counters.classes[cls].frees++;
     arena->counters.active_bytes -= arena->pool->sc.size[cls];
     bp_run_cache *rc = &arena->run_cache[cls];
-    for (uint32_t i = 0; i < rc->count; i++) /* at most 8 compares */
-        if (rc->runs[i] == (void *)p)
-            bp_fatal("bp_free(%p): double free (the run is in its arena's run cache)", (void *)p);
+    if (run_cache_holds(rc, (void *)p))
+        bp_fatal("bp_free(%p): double free (the run is in its arena's run cache)", (void *)p);
     if (rc->count < arena->pool->run_cache_limit[cls]) {
         rc->runs[rc->count++] = (void *)p;
         return;
@@ -591,11 +739,11 @@ static void drain_run_caches_locked(bp_arena *arena)
 
 bool bp_arena_run_cached(bp_arena *arena, const void *p)
 {
-    bool found = false;
+    /* a run waits only in the cache of its own class, which its unit_info names */
+    const bp_chunk *chunk = bp_chunk_map_lookup((uintptr_t)p);
+    unsigned cls = bp_info_class(bp_chunk_info_at(chunk, (uintptr_t)p));
     bp_lock_acquire(&arena->lock);
-    for (unsigned cls = 0; cls < arena->pool->sc.nclasses && !found; cls++)
-        for (uint32_t i = 0; i < arena->run_cache[cls].count; i++)
-            found |= arena->run_cache[cls].runs[i] == p;
+    bool found = run_cache_holds(&arena->run_cache[cls], p);
     bp_lock_release(&arena->lock);
     return found;
 }
@@ -608,12 +756,35 @@ static void free_locked(bp_arena *arena, bp_chunk *chunk, uintptr_t p, uint32_t 
         free_normal_locked(arena, chunk, p, info);
 }
 
-void bp_arena_free(bp_arena *arena, bp_chunk *chunk, uintptr_t p, uint32_t info)
+static bp_noinline void free_slow(bp_arena *arena, bp_chunk *chunk, uintptr_t p, uint32_t info,
+                                  bool locked)
 {
-    bp_lock_acquire(&arena->lock);
+    if (!locked)
+        bp_lock_acquire(&arena->lock);
     arena->counters.lock_frees++;
     free_locked(arena, chunk, p, info);
-    bp_lock_release(&arena->lock);
+    arena_unlock(arena);
+}
+
+void bp_arena_free(bp_arena *arena, bp_chunk *chunk, uintptr_t p, uint32_t info)
+{
+    if (bp_unlikely(!lock_try(&arena->lock)))
+        return free_slow(arena, chunk, p, info, false);
+    unsigned cls = bp_info_class(info);
+    bp_run_cache *rc = &arena->run_cache[cls];
+    /* a subpage, a pointer inside the run, a full cache and a double free take free_locked,
+     * which tells them apart */
+    if (bp_unlikely(
+            (info & BP_INFO_SUBPAGE_BIT) || (uintptr_t)run_address(chunk, bp_info_run(info)) != p ||
+            rc->count >= arena->pool->run_cache_limit[cls] || run_cache_holds(rc, (void *)p)))
+        return free_slow(arena, chunk, p, info, true);
+    rc->runs[rc->count++] = (void *)p;
+    arena->counters.lock_frees++;
+    arena->counters.free_normal++;
+    arena->counters.classes[cls].frees++;
+    arena->counters.active_bytes -= arena->pool->sc.size[cls];
+    if (bp_unlikely(__atomic_exchange_n(&arena->lock.state, 0, __ATOMIC_RELEASE) == 2))
+        bp_lock_wake(&arena->lock);
 }
 
 /* ---- transfer caches -------------------------------------------------------------------- */
@@ -702,7 +873,7 @@ static void free_to_bitmaps(bp_arena *arena, void **blocks, unsigned n)
         bp_chunk *chunk = bp_chunk_map_lookup(p);
         free_locked(arena, chunk, p, cached_block_info(chunk, p));
     }
-    bp_lock_release(&arena->lock);
+    arena_unlock(arena);
 }
 
 /* One pass per arena met: the blocks of the first remaining block's arena are moved to the
@@ -753,20 +924,18 @@ void bp_arena_drain_transfers(bp_arena *arena)
 }
 
 /* Under the lock: the oldest quarantined block to the huge cache (when `reuse` and the
- * limit lets it be counted again) or unmapped for good; the bytes unmapped. */
-static size_t evict_quarantined(bp_arena *arena, bool reuse)
+ * limit lets it be counted again) or queued for unmapping (arena_unlock). */
+static void evict_quarantined(bp_arena *arena, bool reuse)
 {
     bp_chunk *oldest = arena->quarantine;
     arena->quarantine = oldest->next;
     arena->nquarantined--;
     if (reuse && bp_pool_reserve(arena->pool, oldest->map_size)) {
         if (huge_cache_put(arena, oldest))
-            return 0;
+            return;
         bp_pool_unreserve(arena->pool, oldest->map_size);
     }
-    size_t released = release_huge_memory(arena, oldest);
-    desc_give(arena, oldest);
-    return released;
+    defer_unmap_huge(arena, oldest, 0); /* quarantined: uncounted already */
 }
 
 /* Under the lock (checked builds): a freed huge block stays mapped and registered as
@@ -802,27 +971,103 @@ void bp_arena_free_huge(bp_arena *arena, bp_chunk *huge)
     arena->counters.huge_bytes -= huge->size;
     arena->huge_slack_bytes -= huge->map_size - huge->size;
     huge->size = huge->map_size;
-    if (BP_CHECKED) {
+    if (BP_CHECKED)
         quarantine_huge(arena, huge);
-        bp_lock_release(&arena->lock);
-        return;
-    }
-    if (huge_cache_put(arena, huge)) {
+    else if (huge_cache_put(arena, huge))
         purge_tick(arena);
+    else
+        defer_unmap_huge(arena, huge, huge->map_size);
+    arena_unlock(arena);
+}
+
+/* ---- huge blocks resized -----------------------------------------------------------------
+ * bp_realloc of a huge block keeps the block (its descriptor, its registration, its stats
+ * entry) and changes its mapping: within the mapping where the new size fits with no more
+ * slack than a reused mapping may carry (25 %); otherwise, with the default OS layer, by
+ * mremap: a shrink in place, a growth in place where the pages after it are free, else a
+ * move of its pages into a range reserved at its alignment. The growth is counted against
+ * memory_limit before anything is mapped; a shrink is uncounted once done. The OS calls run
+ * outside the lock: only the program, which owns the block, changes it meanwhile. */
+
+/* Under the lock: the block's usable size and mapping changed, the counters with them. */
+static void resize_huge_locked(bp_arena *arena, bp_chunk *huge, size_t size, size_t map_size)
+{
+    arena->counters.active_bytes += size - huge->size; /* modulo 2^64: a shrink subtracts */
+    arena->counters.huge_bytes += size - huge->size;
+    arena->huge_slack_bytes += (map_size - size) - (huge->map_size - huge->size);
+    huge->size = size;
+    huge->map_size = map_size;
+}
+
+/* Outside the lock: the block's pages moved to a new range of map_size bytes at its
+ * alignment; the new base, or 0 with nothing changed. The new granule is registered before
+ * the move (a registration that fails stops it), the old one unregistered before the old
+ * range can be mapped by anyone else. */
+static uintptr_t move_huge(bp_chunk *huge, size_t map_size)
+{
+    void *target = bp_os_remap_reserve(map_size, desc_of(huge)->align);
+    if (target == NULL)
+        return 0;
+    if (!bp_chunk_map_register((uintptr_t)target, BP_MAP_GRANULE, huge)) {
+        bp_os_remap_release(target, map_size);
+        return 0;
+    }
+    bp_chunk_map_unregister(huge->base, BP_MAP_GRANULE);
+    if (!bp_os_remap_move((void *)huge->base, huge->map_size, map_size, target)) {
+        /* its page of the chunk map is writable already: registering again cannot fail */
+        bool back = bp_chunk_map_register(huge->base, BP_MAP_GRANULE, huge);
+        bp_assert(back);
+        (void)back;
+        bp_chunk_map_unregister((uintptr_t)target, BP_MAP_GRANULE);
+        return 0;
+    }
+    return (uintptr_t)target;
+}
+
+void *bp_arena_realloc_huge(bp_arena *arena, bp_chunk *huge, size_t new_size)
+{
+    bp_pool *pool = arena->pool;
+    bp_assert(huge->kind == BP_CHUNK_HUGE && huge->arena == arena && new_size > pool->chunk_size);
+    if (new_size > SIZE_MAX / 2)
+        return NULL;
+    size_t size = bp_align_up(BP_MAX(new_size, 1), pool->page_size);
+    uintptr_t base = huge->base;
+    size_t map_size = huge->map_size;
+    if (size <= map_size && map_size - size <= size / 4) {
+        bp_lock_acquire(&arena->lock);
+        resize_huge_locked(arena, huge, size, map_size);
         bp_lock_release(&arena->lock);
-        return;
+        return (void *)base;
     }
-    bp_chunk copy = *huge;
-    desc_give(arena, huge);
-    bp_lock_release(&arena->lock);
-    /* Unmapped outside the lock: giving a large range back takes the kernel a while. */
-    if (unmap_huge(arena, &copy)) {
-        bp_pool_unreserve(arena->pool, copy.map_size);
-        return;
+    if (!bp_os_can_remap(&pool->os))
+        return NULL; /* a custom layer has no remap: the caller copies */
+    if (size < map_size) {
+        bp_unpoison((void *)(base + size), map_size - size); /* the range may be reused */
+        if (!bp_os_remap_in_place((void *)base, map_size, size))
+            return NULL;
+        bp_lock_acquire(&arena->lock);
+        resize_huge_locked(arena, huge, size, size);
+        bp_lock_release(&arena->lock);
+        bp_pool_unreserve(pool, map_size - size);
+        return (void *)base;
     }
+    if (!bp_pool_reserve(pool, size - map_size))
+        return NULL; /* memory_limit */
+    uintptr_t moved = base;
+    if (!bp_os_remap_in_place((void *)base, map_size, size)) {
+        moved = move_huge(huge, size);
+        if (moved == 0) {
+            bp_pool_unreserve(pool, size - map_size);
+            return NULL;
+        }
+    }
+    bp_unpoison((void *)moved, size); /* what tools knew of the range before is gone */
     bp_lock_acquire(&arena->lock);
-    keep_stuck(arena, (void *)copy.base, copy.map_size, copy.map_size);
+    huge->base = moved;
+    huge->fast.unit_info_biased = bp_units_biased(bp_zero_units, moved);
+    resize_huge_locked(arena, huge, size, size);
     bp_lock_release(&arena->lock);
+    return (void *)moved;
 }
 
 /* ---- trim ------------------------------------------------------------------------------- */
@@ -874,9 +1119,9 @@ size_t bp_arena_trim(bp_arena *arena, bool purge)
     /* ... so do the quarantined huge blocks, the descriptor slabs once no huge block needs
      * them, and the ranges the OS refused to unmap before ... */
     while (arena->quarantine != NULL)
-        released += evict_quarantined(arena, false);
+        evict_quarantined(arena, false);
     while (arena->nhuge_cached > 0)
-        released += release_cached(arena, 0);
+        defer_cached(arena, 0);
     if (arena->huge == NULL) {
         for (desc_slab *slab = arena->desc_slabs; slab != NULL;) {
             desc_slab *next = slab->next;
@@ -895,7 +1140,7 @@ size_t bp_arena_trim(bp_arena *arena, bool purge)
             released += purged;
         }
     }
-    bp_lock_release(&arena->lock);
+    released += arena_unlock(arena); /* the huge mappings queued above */
     return released;
 }
 

@@ -1,111 +1,331 @@
-/* buf_composite.c — composite buffers (parts appended without copying, consolidation), iovec
- * export and reservation for readv/writev, and search; all of it also works on contiguous
- * buffers, which count as one segment. */
+/* buf_composite.c — composite buffers (parts appended and prepended without copying, slices
+ * of other buffers taken as parts, consolidation past a part count), copies between buffers,
+ * iovec export and reservation for readv/writev, and search; all of it also works on
+ * contiguous buffers, which count as one segment. */
 #define _GNU_SOURCE /* IOV_MAX */
-#include "internal.h"
+#include "buf_internal.h"
 
 #include <errno.h>
 #include <limits.h>
+#include <pthread.h>
+#include <signal.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 
-#define NO_LIMIT (SIZE_MAX / 2)
+#define NO_LIMIT BP_BUF_NO_LIMIT
 
-bp_buf *bp_buf_composite(bp_pool *pool, unsigned max_parts)
+/* A composite's extension (c is one). */
+static bp_buf_ext *cx(const bp_buf *c)
 {
-    if (max_parts == 0 || max_parts > (1u << 20)) {
-        errno = EINVAL;
-        return NULL;
-    }
-    bp_buf *c = bp_buf_header_new(pool, 0);
-    if (c == NULL)
-        return NULL;
-    c->parts = bp_alloc(pool, (size_t)max_parts * sizeof(bp_part));
-    if (c->parts == NULL) {
-        bp_free(c);
-        return NULL;
-    }
-    c->flags = BP_BUF_COMPOSITE;
-    c->mem = NULL;
-    c->max_parts = max_parts;
-    c->max_capacity = NO_LIMIT;
-    bp_leak_track(c);
-    return c;
-}
-
-/* Drops the references parts[from, to) hold. */
-static void release_parts(bp_buf *c, uint32_t from, uint32_t to)
-{
-    for (uint32_t i = from; i < to; i++) {
-        bp_buf_mem_release(c->parts[i].mem);
-        bp_buf_release(c->parts[i].buf);
-    }
-}
-
-void bp_buf_composite_free_parts(bp_buf *c)
-{
-    release_parts(c, 0, c->nparts);
-    bp_free(c->parts);
-    c->parts = NULL;
-    c->nparts = 0;
-}
-
-unsigned bp_buf_part_count(const bp_buf *b)
-{
-    return (b->flags & BP_BUF_COMPOSITE) ? b->nparts : 1;
-}
-
-/* Adds [data, data + len) of contiguous buf (whose reference the composite takes) at the end,
- * with a reference on the memory those bytes lie in: while the composite holds it, buf's
- * owner sees the memory shared (bp_buf_discard_read gives BP_ESHARED, growth copies instead
- * of moving), so the bytes stay where the part points, as they were. */
-static void add_part(bp_buf *c, bp_buf *buf, uint8_t *data, size_t len)
-{
-    bp_buf_mem_acquire(buf->mem);
-    c->parts[c->nparts++] = (bp_part){buf, buf->mem, data, c->capacity, len};
-    c->capacity += len;
-}
-
-int bp_buf_append(bp_buf *c, bp_buf *part)
-{
-    if (!(c->flags & BP_BUF_COMPOSITE) || (part->flags & BP_BUF_COMPOSITE) || part == c)
-        return BP_EINVAL;
-    if (c->nparts == c->max_parts)
-        return BP_ECAP;
-    size_t len = part->writer - part->reader;
-    if (c->writer != c->capacity) {
-        /* writable space at the end (from growth) would sit between old and new bytes */
-        return BP_EINVAL;
-    }
-    if (len > c->max_capacity - c->capacity)
-        return BP_ECAP;
-    add_part(c, part, part->data + part->reader, len);
-    c->writer += len;
-    return BP_OK;
+    return c->more.ext;
 }
 
 /* The part holding byte idx (idx < capacity), by binary search over the offsets. */
 static uint32_t part_at(const bp_buf *c, size_t idx)
 {
-    uint32_t lo = 0, hi = c->nparts;
+    const bp_buf_ext *x = cx(c);
+    uint32_t lo = 0, hi = x->nparts;
     while (hi - lo > 1) {
         uint32_t mid = (lo + hi) / 2;
-        if (c->parts[mid].offset <= idx)
+        if (x->parts[mid].offset <= idx)
             lo = mid;
         else
             hi = mid;
     }
-    while (lo + 1 < c->nparts && c->parts[lo].len == 0)
+    while (lo + 1 < x->nparts && x->parts[lo].len == 0)
         lo++;
     return lo;
+}
+
+bp_buf *bp_buf_composite(bp_pool *pool, unsigned max_parts)
+{
+    if (max_parts > (1u << 20)) {
+        errno = EINVAL;
+        return NULL;
+    }
+    bp_buf *c = bp_buf_header_new(pool, 0, BP_BUF_EXT | BP_BUF_COMPOSITE, NO_LIMIT);
+    if (c == NULL)
+        return NULL;
+    bp_buf_ext *x = cx(c);
+    c->data = NULL;
+    x->mem = NULL;
+    x->max_parts = max_parts ? max_parts : BP_NO_PART_LIMIT;
+    x->consolidate_at = BP_CONSOLIDATE_DEFAULT;
+    bp_leak_track(pool, c);
+    return c;
+}
+
+int bp_buf_set_consolidate_at(bp_buf *c, unsigned parts)
+{
+    if (!bp_buf_is_composite(c) || (bp_buf_flags(c) & BP_BUF_VIEW) || parts > UINT16_MAX)
+        return BP_EINVAL;
+    cx(c)->consolidate_at = (uint16_t)parts;
+    return BP_OK;
+}
+
+/* Room in the parts array for `count` parts (count <= max_parts), which doubles as it fills
+ * (from 4): a composite of few parts costs little, one of many no more than twice its
+ * parts. BP_ENOMEM leaves it as it was. */
+static int reserve_parts(bp_buf *c, uint32_t count)
+{
+    bp_buf_ext *x = cx(c);
+    if (count <= x->parts_cap)
+        return BP_OK;
+    uint32_t cap = x->parts_cap ? x->parts_cap : 4;
+    while (cap < count)
+        cap *= 2;
+    cap = BP_MIN(cap, BP_MAX(x->max_parts, count));
+    bp_part *parts = bp_realloc(bp_buf_pool(c), x->parts, (size_t)cap * sizeof(bp_part));
+    if (parts == NULL)
+        return BP_ENOMEM;
+    x->parts = parts;
+    x->parts_cap = cap;
+    return BP_OK;
+}
+
+/* Drops the references parts[from, to) hold. */
+static void release_parts(bp_buf *c, uint32_t from, uint32_t to)
+{
+    bp_part *parts = cx(c)->parts;
+    for (uint32_t i = from; i < to; i++) {
+        bp_buf_mem_release(parts[i].mem);
+        bp_buf_release(parts[i].buf);
+    }
+}
+
+void bp_buf_composite_free_parts(bp_buf *c)
+{
+    bp_buf_ext *x = cx(c);
+    release_parts(c, 0, x->nparts);
+    bp_free(x->parts);
+    x->parts = NULL;
+    x->nparts = 0;
+    x->parts_cap = 0;
+}
+
+unsigned bp_buf_part_count(const bp_buf *b)
+{
+    return bp_buf_is_composite(b) ? cx(b)->nparts : 1;
+}
+
+/* Adds [data, data + len) of contiguous buf (whose reference the composite takes) at the end,
+ * with a reference on the memory those bytes lie in: while the composite holds it, buf's
+ * owner sees the memory shared (bp_buf_discard_read gives BP_ESHARED, growth copies instead
+ * of moving), so the bytes stay where the part points, as they were. The parts array has
+ * room (reserve_parts). */
+static int add_part(bp_buf *c, bp_buf *buf, uint8_t *data, size_t len)
+{
+    bp_mem *m = bp_buf_mem_ref(buf); /* a plain buffer gets its extension: refused, ENOMEM */
+    if (m == NULL)
+        return BP_ENOMEM;
+    bp_buf_ext *x = cx(c);
+    bp_assert(x->nparts < x->parts_cap);
+    x->parts[x->nparts++] = (bp_part){buf, m, data, x->capacity, len};
+    x->capacity += len;
+    return BP_OK;
+}
+
+/* Whether c, with `count` parts, is to be copied into one (its consolidation threshold). */
+static bool past_threshold(const bp_buf *c, uint64_t count)
+{
+    uint16_t at = cx(c)->consolidate_at;
+    return at != 0 && count > at;
+}
+
+/* Replaces c's parts by one new buffer of `capacity` bytes that holds, in order, front's
+ * readable bytes, c's bytes [from, c's capacity), then back's readable bytes (front and
+ * back may be NULL; capacity is at least all of them): Netty's consolidation, one copy. c's
+ * indexes are the caller's to move. BP_ENOMEM leaves c as it was. */
+static int copy_into_one(bp_buf *c, size_t from, const bp_buf *front, const bp_buf *back,
+                         size_t capacity)
+{
+    bp_buf_ext *x = cx(c);
+    size_t front_len = front ? front->writer - front->reader : 0;
+    size_t middle = x->capacity - from, back_len = back ? back->writer - back->reader : 0;
+    bp_assert(capacity >= front_len + middle + back_len);
+    bp_buf *one = bp_buf_new(bp_buf_pool(c), capacity, capacity);
+    if (one == NULL)
+        return BP_ENOMEM;
+    /* now, so that add_part below cannot fail */
+    if (bp_buf_ext_get(one) == NULL || reserve_parts(c, 1) != BP_OK) {
+        bp_buf_release(one);
+        return BP_ENOMEM;
+    }
+    if (front_len > 0)
+        bp_buf_get_bytes(front, front->reader, one->data, front_len);
+    if (middle > 0)
+        bp_buf_composite_copy_out(c, from, one->data + front_len, middle);
+    if (back_len > 0)
+        bp_buf_get_bytes(back, back->reader, one->data + front_len + middle, back_len);
+    one->writer = capacity;
+    release_parts(c, 0, x->nparts);
+    x->nparts = 0;
+    x->capacity = 0;
+    int err = add_part(c, one, one->data, capacity);
+    bp_assert(err == BP_OK);
+    return err;
+}
+
+/* Appending needs: no writable bytes at the end (they would sit between the old bytes and
+ * the new), the part count and the maximum capacity. */
+static int check_append(const bp_buf *c, size_t len)
+{
+    const bp_buf_ext *x = cx(c);
+    if (c->writer != x->capacity)
+        return BP_EINVAL;
+    if (len > x->max_capacity - x->capacity)
+        return BP_ECAP;
+    return BP_OK;
+}
+
+int bp_buf_append(bp_buf *c, bp_buf *part)
+{
+    if (!bp_buf_is_composite(c) || bp_buf_is_composite(part) || part == c)
+        return BP_EINVAL;
+    bp_buf_ext *x = cx(c);
+    size_t len = part->writer - part->reader;
+    int err = check_append(c, len);
+    if (err != BP_OK)
+        return err;
+    if (past_threshold(c, (uint64_t)x->nparts + 1)) {
+        err = copy_into_one(c, 0, NULL, part, x->capacity + len);
+        if (err == BP_OK) {
+            bp_buf_release(part); /* its bytes were copied; the reference was handed over */
+            c->writer += len;
+        }
+        return err;
+    }
+    if (x->nparts >= x->max_parts)
+        return BP_ECAP;
+    err = reserve_parts(c, x->nparts + 1);
+    if (err == BP_OK)
+        err = add_part(c, part, part->data + part->reader, len);
+    if (err == BP_OK)
+        c->writer += len;
+    return err;
+}
+
+/* Moves the parts of composite s (a slice: each part a view, s holds their references) to
+ * the end of c, which takes their references over; s goes. Past c's threshold the bytes are
+ * copied into one part instead. Nothing changes on failure (s stays the caller's then). */
+static int take_parts(bp_buf *c, bp_buf *s)
+{
+    bp_buf_ext *x = cx(c), *sx = cx(s);
+    size_t len = s->writer - s->reader;
+    int err = check_append(c, len);
+    if (err != BP_OK)
+        return err;
+    uint64_t count = (uint64_t)x->nparts + sx->nparts;
+    if (past_threshold(c, count)) {
+        err = copy_into_one(c, 0, NULL, s, x->capacity + len);
+    } else if (count > x->max_parts) {
+        err = BP_ECAP;
+    } else {
+        err = reserve_parts(c, (uint32_t)count);
+        if (err == BP_OK) {
+            for (uint32_t i = 0; i < sx->nparts; i++) {
+                bp_part p = sx->parts[i];
+                p.offset = x->capacity;
+                x->capacity += p.len;
+                x->parts[x->nparts++] = p;
+            }
+            sx->nparts = 0; /* the references are c's now */
+        }
+    }
+    if (err != BP_OK)
+        return err;
+    c->writer += len;
+    bp_buf_release(s);
+    return BP_OK;
+}
+
+int bp_buf_append_slice(bp_buf *c, bp_buf *src, size_t n)
+{
+    if (!bp_buf_is_composite(c) || src == c)
+        return BP_EINVAL;
+    if (n > src->writer - src->reader)
+        return BP_EBOUNDS;
+    int err = check_append(c, n);
+    if (err != BP_OK || n == 0)
+        return err;
+    bp_buf *s = bp_buf_slice(src, src->reader, n, 0);
+    if (s == NULL)
+        return BP_ENOMEM;
+    err = bp_buf_is_composite(s) ? take_parts(c, s) : bp_buf_append(c, s);
+    if (err != BP_OK) {
+        bp_buf_release(s);
+        return err;
+    }
+    src->reader += n;
+    return BP_OK;
+}
+
+/* Drops c's bytes below its reader index without copying: the parts read to their end go,
+ * the one the reader index lies in is cut at it; both indexes move down to match. */
+static void drop_read_bytes(bp_buf *c)
+{
+    bp_buf_composite_discard_read(c);
+    bp_buf_ext *x = cx(c);
+    size_t cut = c->reader;
+    if (cut == 0)
+        return;
+    bp_assert(x->nparts > 0 && x->parts[0].offset == 0 && cut < x->parts[0].len);
+    x->parts[0].data += cut;
+    x->parts[0].len -= cut;
+    for (uint32_t i = 1; i < x->nparts; i++)
+        x->parts[i].offset -= cut;
+    x->capacity -= cut;
+    c->reader = 0;
+    c->writer -= cut;
+}
+
+int bp_buf_prepend_part(bp_buf *c, bp_buf *part)
+{
+    if (!bp_buf_is_composite(c) || bp_buf_is_composite(part) || part == c)
+        return BP_EINVAL;
+    bp_buf_ext *x = cx(c);
+    if (bp_buf_flags(c) & BP_BUF_VIEW) /* a slice never grows */
+        return BP_ECAP;
+    size_t len = part->writer - part->reader, kept = x->capacity - c->reader;
+    if (len > x->max_capacity - kept)
+        return BP_ECAP;
+    /* the parts that stay once the read bytes are dropped, then one more */
+    uint32_t first = c->reader < x->capacity ? part_at(c, c->reader) : x->nparts;
+    uint64_t count = (uint64_t)(x->nparts - first) + 1;
+    int err;
+    if (past_threshold(c, count)) {
+        size_t readable = c->writer - c->reader;
+        err = copy_into_one(c, c->reader, part, NULL, len + kept);
+        if (err != BP_OK)
+            return err;
+        bp_buf_release(part); /* copied; the reference was handed over */
+        c->reader = 0;
+        c->writer = len + readable;
+        return BP_OK;
+    }
+    if (count > x->max_parts)
+        return BP_ECAP;
+    err = reserve_parts(c, x->nparts + 1); /* before dropping: nothing changes on failure */
+    bp_mem *m = err == BP_OK ? bp_buf_mem_ref(part) : NULL;
+    if (m == NULL)
+        return BP_ENOMEM;
+    drop_read_bytes(c);
+    memmove(x->parts + 1, x->parts, x->nparts * sizeof(bp_part));
+    x->nparts++;
+    x->parts[0] = (bp_part){part, m, part->data + part->reader, 0, len};
+    for (uint32_t i = 1; i < x->nparts; i++)
+        x->parts[i].offset += len;
+    x->capacity += len;
+    c->writer += len;
+    return BP_OK;
 }
 
 void bp_buf_composite_copy_out(const bp_buf *c, size_t idx, void *dst, size_t n)
 {
     uint8_t *out = dst;
     for (uint32_t i = n ? part_at(c, idx) : 0; n > 0; i++) {
-        const bp_part *p = &c->parts[i];
+        const bp_part *p = &cx(c)->parts[i];
         size_t off = idx - p->offset, take = BP_MIN(n, p->len - off);
         memmove(out, p->data + off, take);
         out += take;
@@ -114,24 +334,28 @@ void bp_buf_composite_copy_out(const bp_buf *c, size_t idx, void *dst, size_t n)
     }
 }
 
+/* BP_ERDONLY when a read-only part holds any of [idx, idx + n) (inside the capacity). */
+static int check_parts_writable(const bp_buf *c, size_t idx, size_t n)
+{
+    for (uint32_t i = n ? part_at(c, idx) : 0; n > 0; i++) {
+        const bp_part *p = &cx(c)->parts[i];
+        if (bp_buf_flags(p->buf) & BP_RDONLY)
+            return BP_ERDONLY;
+        size_t take = BP_MIN(n, p->len - (idx - p->offset));
+        idx += take;
+        n -= take;
+    }
+    return BP_OK;
+}
+
 int bp_buf_composite_copy_in(bp_buf *c, size_t idx, const void *src, size_t n)
 {
-    if (n == 0)
-        return BP_OK;
-    uint32_t first = part_at(c, idx);
-    /* check every part first: a failed call writes nothing */
-    size_t at = idx, left = n;
-    for (uint32_t i = first; left > 0; i++) {
-        const bp_part *p = &c->parts[i];
-        if (p->buf->flags & BP_RDONLY)
-            return BP_ERDONLY;
-        size_t take = BP_MIN(left, p->len - (at - p->offset));
-        at += take;
-        left -= take;
-    }
+    int err = check_parts_writable(c, idx, n); /* first: a failed call writes nothing */
+    if (err != BP_OK || n == 0)
+        return err;
     const uint8_t *in = src;
-    for (uint32_t i = first; n > 0; i++) {
-        bp_part *p = &c->parts[i];
+    for (uint32_t i = part_at(c, idx); n > 0; i++) {
+        bp_part *p = &cx(c)->parts[i];
         size_t off = idx - p->offset, take = BP_MIN(n, p->len - off);
         memmove(p->data + off, in, take);
         in += take;
@@ -141,35 +365,44 @@ int bp_buf_composite_copy_in(bp_buf *c, size_t idx, const void *src, size_t n)
     return BP_OK;
 }
 
-/* Growth adds a part of new pooled memory at the end. */
+/* Growth adds a part of new pooled memory at the end; past the threshold the composite is
+ * copied into one part of the new capacity instead. */
 int bp_buf_composite_grow(bp_buf *c, size_t min_capacity)
 {
-    if (c->nparts == c->max_parts)
+    bp_buf_ext *x = cx(c);
+    if (past_threshold(c, (uint64_t)x->nparts + 1))
+        return copy_into_one(c, 0, NULL, NULL, min_capacity);
+    if (x->nparts >= x->max_parts)
         return BP_ECAP;
-    size_t add = min_capacity - c->capacity;
-    bp_buf *part = bp_buf_new(c->pool, add, add);
+    if (reserve_parts(c, x->nparts + 1) != BP_OK)
+        return BP_ENOMEM;
+    size_t add = min_capacity - x->capacity;
+    bp_buf *part = bp_buf_new(bp_buf_pool(c), add, add);
     if (part == NULL)
         return BP_ENOMEM;
-    add_part(c, part, part->data, add);
-    return BP_OK;
+    int err = add_part(c, part, part->data, add);
+    if (err != BP_OK)
+        bp_buf_release(part);
+    return err;
 }
 
 /* Parts read to their end are released; the rest move to the front. A view's maximum
  * capacity moves down with its capacity: it never grows. */
 int bp_buf_composite_discard_read(bp_buf *c)
 {
+    bp_buf_ext *x = cx(c);
     uint32_t drop = 0;
-    while (drop < c->nparts && c->parts[drop].offset + c->parts[drop].len <= c->reader)
+    while (drop < x->nparts && x->parts[drop].offset + x->parts[drop].len <= c->reader)
         drop++;
     release_parts(c, 0, drop);
-    size_t shift = drop < c->nparts ? c->parts[drop].offset : c->capacity;
-    memmove(c->parts, c->parts + drop, (c->nparts - drop) * sizeof(bp_part));
-    c->nparts -= drop;
-    for (uint32_t i = 0; i < c->nparts; i++)
-        c->parts[i].offset -= shift;
-    c->capacity -= shift;
-    if (c->flags & BP_BUF_VIEW)
-        c->max_capacity -= shift;
+    size_t shift = drop < x->nparts ? x->parts[drop].offset : x->capacity;
+    memmove(x->parts, x->parts + drop, (x->nparts - drop) * sizeof(bp_part));
+    x->nparts -= drop;
+    for (uint32_t i = 0; i < x->nparts; i++)
+        x->parts[i].offset -= shift;
+    x->capacity -= shift;
+    if (bp_buf_flags(c) & BP_BUF_VIEW)
+        x->max_capacity -= shift;
     c->reader -= shift;
     c->writer -= shift;
     return BP_OK;
@@ -177,43 +410,79 @@ int bp_buf_composite_discard_read(bp_buf *c)
 
 bp_buf *bp_buf_composite_slice(bp_buf *c, size_t idx, size_t len, unsigned flags)
 {
-    bp_buf *s = bp_buf_composite(c->pool, c->nparts ? c->nparts : 1);
+    bp_pool *pool = bp_buf_pool(c);
+    const bp_buf_ext *x = cx(c);
+    bp_buf *s = bp_buf_composite(pool, x->nparts ? x->nparts : 1);
     if (s == NULL)
         return NULL;
-    for (uint32_t i = len ? part_at(c, idx) : c->nparts; len > 0; i++) {
-        bp_part *p = &c->parts[i];
+    cx(s)->consolidate_at = 0; /* a view of the parts: never copied */
+    if (reserve_parts(s, x->nparts ? x->nparts : 1) != BP_OK) {
+        bp_buf_release(s);
+        errno = ENOMEM;
+        return NULL;
+    }
+    for (uint32_t i = len ? part_at(c, idx) : x->nparts; len > 0; i++) {
+        const bp_part *p = &x->parts[i];
         size_t off = idx - p->offset, take = BP_MIN(len, p->len - off);
-        bp_buf *v = bp_buf_view_mem(c->pool, p->mem, p->data + off, take, p->buf->flags | flags);
+        bp_buf *v = bp_buf_view_mem(pool, p->mem, p->data + off, take,
+                                    (bp_buf_flags(p->buf) | flags) & BP_RDONLY);
         if (v == NULL) {
             bp_buf_release(s);
             return NULL;
         }
-        add_part(s, v, v->data, take);
+        int err = add_part(s, v, v->data, take); /* v has its extension: no allocation */
+        bp_assert(err == BP_OK);
+        (void)err;
         idx += take;
         len -= take;
     }
-    s->writer = s->capacity;
-    s->max_capacity = s->capacity;
-    s->flags |= BP_BUF_VIEW | ((c->flags | flags) & BP_RDONLY);
+    s->writer = cx(s)->capacity;
+    cx(s)->max_capacity = cx(s)->capacity;
+    bp_buf_add_flags(s, BP_BUF_VIEW | ((bp_buf_flags(c) | flags) & BP_RDONLY));
     return s;
 }
 
 int bp_buf_consolidate(bp_buf *c)
 {
-    if (!(c->flags & BP_BUF_COMPOSITE))
+    if (!bp_buf_is_composite(c))
         return BP_EINVAL;
-    if (c->nparts <= 1)
+    bp_buf_ext *x = cx(c);
+    if (x->nparts <= 1)
         return BP_OK;
-    bp_buf *one = bp_buf_new(c->pool, c->capacity, c->capacity);
-    if (one == NULL)
-        return BP_ENOMEM;
-    bp_buf_composite_copy_out(c, 0, one->data, c->capacity);
-    one->writer = c->capacity;
-    release_parts(c, 0, c->nparts);
-    c->nparts = 0;
-    size_t capacity = c->capacity;
-    c->capacity = 0;
-    add_part(c, one, one->data, capacity);
+    return copy_into_one(c, 0, NULL, NULL, x->capacity);
+}
+
+/* Copies in pieces of at most this many extents of src at a time. */
+#define WRITE_BUF_EXTENTS 16
+
+int bp_buf_write_buf(bp_buf *dst, bp_buf *src, size_t n)
+{
+    if (dst == src)
+        return BP_EINVAL;
+    if (n > src->writer - src->reader)
+        return BP_EBOUNDS;
+    int err = bp_buf_ensure_writable(dst, n);
+    if (err == BP_OK && bp_buf_is_composite(dst))
+        err = check_parts_writable(dst, dst->writer, n);
+    if (err != BP_OK)
+        return err;
+    /* Growth above kept src's bytes where they were even when src views dst's memory (the
+     * view holds the old memory), and set_bytes copies with memmove: the ranges may overlap
+     * when dst views src's. */
+    size_t done = 0;
+    while (done < n) {
+        struct iovec iov[WRITE_BUF_EXTENTS];
+        size_t covered = 0;
+        int count = bp_buf_iov(src, src->reader + done, n - done, iov, WRITE_BUF_EXTENTS, &covered);
+        bp_assert(count > 0);
+        for (int i = 0; i < count; i++) {
+            err = bp_buf_set_bytes(dst, dst->writer + done, iov[i].iov_base, iov[i].iov_len);
+            bp_assert(err == BP_OK); /* room and writability were checked above */
+            done += iov[i].iov_len;
+        }
+    }
+    dst->writer += n;
+    src->reader += n;
     return BP_OK;
 }
 
@@ -226,26 +495,28 @@ typedef struct segment {
 
 static uint32_t segment_count(const bp_buf *b)
 {
-    return (b->flags & BP_BUF_COMPOSITE) ? b->nparts : 1;
+    return bp_buf_is_composite(b) ? cx(b)->nparts : 1;
 }
 
 static segment segment_get(const bp_buf *b, uint32_t i)
 {
-    if (!(b->flags & BP_BUF_COMPOSITE))
-        return (segment){b->data, 0, b->capacity};
-    return (segment){b->parts[i].data, b->parts[i].offset, b->parts[i].len};
+    if (!bp_buf_is_composite(b))
+        return (segment){b->data, 0, bp_buf_cap(b)};
+    const bp_part *p = &cx(b)->parts[i];
+    return (segment){p->data, p->offset, p->len};
 }
 
 static uint32_t segment_at(const bp_buf *b, size_t idx)
 {
-    return (b->flags & BP_BUF_COMPOSITE) && b->nparts > 0 ? part_at(b, idx) : 0;
+    return bp_buf_is_composite(b) && cx(b)->nparts > 0 ? part_at(b, idx) : 0;
 }
 
 int bp_buf_iov(const bp_buf *b, size_t off, size_t len, struct iovec *iov, int max, size_t *covered)
 {
     if (max <= 0 || max > IOV_MAX)
         return BP_EINVAL;
-    if (off > b->capacity || len > b->capacity - off)
+    size_t capacity = bp_buf_cap(b);
+    if (off > capacity || len > capacity - off)
         return BP_EBOUNDS;
     int n = 0;
     size_t done = 0;
@@ -271,24 +542,23 @@ int bp_buf_reserve_iov(bp_buf *b, size_t n, struct iovec *iov, int max)
     int err = bp_buf_ensure_writable(b, n);
     if (err != BP_OK)
         return err;
-    return bp_buf_iov(b, b->writer, b->capacity - b->writer, iov, max, NULL);
+    return bp_buf_iov(b, b->writer, bp_buf_cap(b) - b->writer, iov, max, NULL);
 }
 
 int bp_buf_commit(bp_buf *b, size_t n)
 {
-    if (n > b->capacity - b->writer)
+    if (n > bp_buf_cap(b) - b->writer)
         return BP_EBOUNDS;
-    if (b->flags & BP_RDONLY)
+    if (bp_buf_flags(b) & BP_RDONLY)
         return BP_ERDONLY;
     b->writer += n;
     return BP_OK;
 }
 
-ssize_t bp_buf_readv_fd(bp_buf *b, int fd, size_t max)
+ssize_t bp_buf_read_room(bp_buf *b, int fd, size_t max, size_t *attempted)
 {
     struct iovec iov[64];
-    /* into the writable bytes there are; only a full buffer grows, as one more byte would */
-    int n = bp_buf_reserve_iov(b, 1, iov, 64);
+    int n = bp_buf_iov(b, b->writer, bp_buf_cap(b) - b->writer, iov, 64, NULL);
     if (n < 0)
         return n;
     size_t want = max ? max : SIZE_MAX, total = 0;
@@ -298,16 +568,57 @@ ssize_t bp_buf_readv_fd(bp_buf *b, int fd, size_t max)
             iov[used].iov_len = want - total;
         total += iov[used].iov_len;
     }
-    ssize_t r = readv(fd, iov, used);
+    *attempted = total;
+    ssize_t r;
+    do
+        r = readv(fd, iov, used);
+    while (r < 0 && errno == EINTR);
     if (r < 0)
-        return BP_EIO;
+        return errno == EAGAIN || errno == EWOULDBLOCK ? BP_EAGAIN : BP_EIO;
     b->writer += (size_t)r;
     return r;
+}
+
+ssize_t bp_buf_readv_fd(bp_buf *b, int fd, size_t max)
+{
+    /* into the writable bytes there are; only a full buffer grows, as one more byte would */
+    int err = bp_buf_ensure_writable(b, 1);
+    if (err != BP_OK)
+        return err;
+    size_t attempted;
+    return bp_buf_read_room(b, fd, max, &attempted);
 }
 
 /* The descriptor this thread last found to be no socket (sendmsg said ENOTSOCK), written
  * with writev from then on without a failed sendmsg first; -1: none yet. */
 static __thread int not_socket_fd = -1;
+
+/* writev with SIGPIPE blocked in this thread, so that a pipe whose reader has gone is EPIPE
+ * and not the death of the process: a SIGPIPE the write raises is taken from the pending
+ * set before the mask is restored. One already pending stays (it is not ours to take); it
+ * was blocked, so this write's merges with it. */
+static ssize_t writev_no_sigpipe(int fd, struct iovec *iov, int n)
+{
+    sigset_t pipe_only, pending, old;
+    sigemptyset(&pipe_only);
+    sigaddset(&pipe_only, SIGPIPE);
+    sigpending(&pending);
+    bool ours = !sigismember(&pending, SIGPIPE);
+    if (ours)
+        pthread_sigmask(SIG_BLOCK, &pipe_only, &old);
+    ssize_t w = writev(fd, iov, n);
+    int saved = errno;
+    if (ours) {
+        if (w < 0 && saved == EPIPE) {
+            const struct timespec now = {0, 0};
+            while (sigtimedwait(&pipe_only, NULL, &now) < 0 && errno == EINTR)
+                ;
+        }
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+    }
+    errno = saved;
+    return w;
+}
 
 /* A socket is written with MSG_NOSIGNAL: a peer that has gone is EPIPE, not SIGPIPE. */
 static ssize_t gather_write(int fd, struct iovec *iov, int n)
@@ -319,7 +630,7 @@ static ssize_t gather_write(int fd, struct iovec *iov, int n)
             return w;
         not_socket_fd = fd;
     }
-    return writev(fd, iov, n);
+    return writev_no_sigpipe(fd, iov, n);
 }
 
 ssize_t bp_buf_writev_fd(bp_buf *b, int fd, size_t max)
@@ -331,10 +642,16 @@ ssize_t bp_buf_writev_fd(bp_buf *b, int fd, size_t max)
     int n = bp_buf_iov(b, b->reader, len, iov, 64, NULL);
     if (n < 0)
         return n;
-    ssize_t w = gather_write(fd, iov, n);
+    ssize_t w;
+    do
+        w = gather_write(fd, iov, n);
+    while (w < 0 && errno == EINTR);
     if (w < 0)
-        return BP_EIO;
+        return errno == EAGAIN || errno == EWOULDBLOCK ? BP_EAGAIN : BP_EIO;
     b->reader += (size_t)w;
+    /* a composite write queue lets the parts written go at once (errno is kept) */
+    if (bp_buf_is_composite(b) && !(bp_buf_flags(b) & BP_RDONLY))
+        bp_buf_composite_discard_read(b);
     return w;
 }
 

@@ -168,9 +168,9 @@ bp_chunk *bp_chunk_new(bp_arena *arena)
     if (!bp_pool_reserve(pool, pool->chunk_size + m.size))
         return NULL;
     unsigned char *meta = bp_os_map(&pool->os, m.size, 4096);
-    void *memory = meta == NULL ? NULL
-                                : bp_os_map(&pool->os, pool->chunk_size,
-                                            BP_MAX(pool->chunk_size, BP_MAP_GRANULE));
+    size_t align = BP_MAX(pool->chunk_size, BP_MAP_GRANULE);
+    void *memory =
+        meta == NULL ? NULL : bp_os_map_memory(&pool->os, pool->chunk_size, align, BP_MAP_CHUNK);
     if (memory == NULL) {
         bp_pool_unreserve(pool, pool->chunk_size);
         if (meta != NULL)
@@ -187,8 +187,8 @@ bp_chunk *bp_chunk_new(bp_arena *arena)
     chunk->page_shift = (uint8_t)sc->page_shift;
     chunk->kind = BP_CHUNK_POOLED;
     chunk->unit_info = (uint32_t *)(meta + m.info);
-    chunk->unit_info_biased = bp_units_biased(chunk->unit_info, chunk->base);
-    chunk->tc_slot = pool->tc_slot;
+    chunk->fast.unit_info_biased = bp_units_biased(chunk->unit_info, chunk->base);
+    chunk->fast.slot = pool->fast.slot;
     chunk->arena = arena;
     chunk->pool = pool;
     chunk->size = pool->chunk_size;
@@ -205,7 +205,16 @@ bp_chunk *bp_chunk_new(bp_arena *arena)
     chunk->free_pages = npages;
     avail_insert(chunk, 0, npages);
 
+    /* A region the layer refuses fails the chunk: a block outside any region would surprise
+     * a program that hands every block's region to the kernel or to another process. */
+    if (bp_os_region_add(&pool->os, chunk, BP_MAP_CHUNK) != 0) {
+        bp_unpoison(memory, pool->chunk_size);
+        bp_arena_unmap(arena, memory, pool->chunk_size);
+        bp_arena_unmap(arena, meta, m.size);
+        return NULL;
+    }
     if (!bp_chunk_map_register(chunk->base, chunk->size, chunk)) {
+        bp_os_region_remove(&pool->os, chunk);
         bp_unpoison(memory, pool->chunk_size);
         bp_arena_unmap(arena, memory, pool->chunk_size);
         bp_arena_unmap(arena, meta, m.size);
@@ -220,9 +229,14 @@ static bool chunk_delete(bp_chunk *chunk, bool keep)
     void *memory = (void *)chunk->base;
     /* Out of the map before the range can be mapped again (by any pool, any thread). */
     bp_chunk_map_unregister(chunk->base, chunk->size);
+    bp_os_region_remove(&pool->os, chunk);
     bp_unpoison(memory, chunk->map_size);
     if (bp_os_unmap(&pool->os, memory, chunk->map_size) != 0) {
         if (keep) {
+            /* Still mapped, so back in its region; where the layer refuses that, the chunk
+             * is kept without one (bp_region_of then answers ENOENT for its blocks). */
+            if (bp_os_region_add(&pool->os, chunk, BP_MAP_CHUNK) != 0)
+                bp_message("chunk %p: its region could not be added again", memory);
             /* The entries go back into table pages that are writable already. */
             if (!bp_chunk_map_register(chunk->base, chunk->size, chunk))
                 bp_fatal("chunk %p: cannot register it again", memory);

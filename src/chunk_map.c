@@ -5,13 +5,13 @@
 #include <errno.h>
 #include <sys/mman.h>
 
-#define TABLE_BYTES (BP_MAP_ENTRIES * sizeof(bp_chunk *))
+#define TABLE_BYTES (BP_MAP_ENTRIES * sizeof(struct bp_fast_chunk *))
 #define TABLE_PAGE  4096
 #define TABLE_PAGES (TABLE_BYTES / TABLE_PAGE)
 
 /* Until the table is reserved: a one-entry table, so that bp_free(NULL) finds no chunk. */
-static bp_chunk *boot_table[1];
-bp_chunk **bp_chunk_map = boot_table;
+static struct bp_fast_chunk *boot_table[1];
+struct bp_fast_chunk **bp_chunk_map = boot_table;
 
 const uint32_t bp_zero_units[BP_MAP_GRANULE >> BP_UNIT_SHIFT];
 
@@ -45,7 +45,7 @@ static int reserve_locked(void)
                    TABLE_BYTES >> 20, errno);
         return ENOMEM;
     }
-    __atomic_store_n(&bp_chunk_map, (bp_chunk **)table, __ATOMIC_RELEASE);
+    __atomic_store_n(&bp_chunk_map, (struct bp_fast_chunk **)table, __ATOMIC_RELEASE);
     return 0;
 }
 
@@ -95,7 +95,7 @@ bool bp_chunk_map_register(uintptr_t base, size_t size, bp_chunk *chunk)
     for (size_t i = 0; ok && i < granules; i++)
         ok = make_writable_locked(entry_index(base) + i);
     for (size_t i = 0; ok && i < granules; i++)
-        __atomic_store_n(&bp_chunk_map[entry_index(base) + i], chunk, __ATOMIC_RELEASE);
+        __atomic_store_n(&bp_chunk_map[entry_index(base) + i], &chunk->fast, __ATOMIC_RELEASE);
     pthread_mutex_unlock(&map_lock);
     return ok;
 }

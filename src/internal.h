@@ -199,14 +199,20 @@ typedef struct bp_size_classes {
     uint8_t page_class[BP_MAX_CLASSES]; /* class -> page class, or BP_NO_PAGE_CLASS */
     uint32_t page_class_pages[BP_MAX_PAGE_CLASSES]; /* page class -> pages */
     uint8_t page_class_to_class[BP_MAX_PAGE_CLASSES];
-    uint8_t lookup[(BP_MAX_LOOKUP >> BP_LOG2_QUANTUM) + 1];      /* (size+15)>>4 -> class */
-    uint16_t bin_lookup[(BP_MAX_LOOKUP >> BP_LOG2_QUANTUM) + 1]; /* -> bp_bin_offset(class) */
+    uint8_t lookup[(BP_MAX_LOOKUP >> BP_LOG2_QUANTUM) + 1]; /* (size+15)>>4 -> class */
     uint8_t pages_ceil[BP_MAX_CHUNK_PAGES + 1];  /* pages -> smallest page class >= pages */
     uint8_t pages_floor[BP_MAX_CHUNK_PAGES + 1]; /* pages -> largest page class <= pages */
 } bp_size_classes;
 
 /* 0, or EINVAL when page/chunk are outside what the tables can describe. */
 int bp_size_classes_init(bp_size_classes *sc, size_t page_size, size_t chunk_size);
+/* bufpool.h's bin_of table for a pool whose classes below `cached` are thread-cached: entry
+ * bp_fast_index(s) holds bp_bin_offset(class of s), or 0 when that class is not cached (or
+ * above the chunk size). Every class above 4 KiB being a multiple of 1 KiB (the group's step
+ * there), one entry per KiB gives every size of an entry the same class. */
+void bp_size_classes_fast_table(const bp_size_classes *sc, unsigned cached,
+                                uint16_t bin_of[BP_FAST_ENTRIES]);
+_Static_assert(BP_FAST_ENTRIES == 253 + ((BP_FAST_MAX - 1) >> 10) + 1, "bin_of covers BP_FAST_MAX");
 /* Class of a size by the log2 formula (any size <= the chunk size). */
 bp_inline unsigned bp_size_to_class_compute(const bp_size_classes *sc, size_t size)
 {
@@ -362,9 +368,10 @@ typedef struct bp_chunk_list bp_chunk_list;
  * unit reads 0, so bp_free's fast path sends it to the huge path). The first fields are the
  * ones bp_free reads. */
 struct bp_chunk {
-    const uint32_t *unit_info_biased; /* unit_info - (base >> 12): index with address >> 12 */
-    uint32_t tc_slot;                 /* the pool's slot in every thread's cache table */
-    uint32_t npages;                  /* pages in the chunk; 0 for a huge block */
+    /* what bp_free reads: unit_info - (base >> 12) units, and the pool's slot as its fast
+     * paths see it (bufpool.h) */
+    struct bp_fast_chunk fast;
+    uint32_t npages;     /* pages in the chunk; 0 for a huge block */
     uintptr_t base;      /* first byte of the memory; aligned to BP_MAP_GRANULE or more */
     uint8_t page_shift;  /* log2 of the pool's page size */
     uint8_t kind;        /* enum bp_chunk_kind */
@@ -391,7 +398,15 @@ struct bp_chunk {
     unsigned char *subpages; /* [npages] slots of subpage_stride bytes */
     size_t subpage_stride;
     size_t meta_size; /* bytes of the metadata mapping this struct heads */
+
+    /* pooled and huge: where the memory lies, as the OS layer's region_add said (has_region
+     * false when the layer has none); fixed from the mapping to just before its unmap */
+    bp_region region;
+    bool has_region;
 };
+
+_Static_assert(offsetof(bp_chunk, fast) == 0 && offsetof(struct bp_fast_chunk, slot) == 8,
+               "the fast paths' chunk layout (BP_FAST_ABI_VERSION 1)");
 
 /* A new chunk: memory_limit counts its memory and its metadata (bp_chunk_meta_size). */
 bp_chunk *bp_chunk_new(bp_arena *arena);
@@ -425,10 +440,10 @@ typedef struct bp_chunk_usage_walk {
 bp_chunk_usage_walk bp_chunk_walk(const bp_chunk *chunk);
 
 /* unit_info biased by the chunk's base: indexing it with addr >> 12 lands in unit_info.
- * Computed on integers: the biased pointer itself lies outside the array. */
-bp_inline const uint32_t *bp_units_biased(const uint32_t *units, uintptr_t base)
+ * An integer: the biased address itself lies outside the array. */
+bp_inline uintptr_t bp_units_biased(const uint32_t *units, uintptr_t base)
 {
-    return (const uint32_t *)((uintptr_t)units - (base >> BP_UNIT_SHIFT) * sizeof(uint32_t));
+    return (uintptr_t)units - (base >> BP_UNIT_SHIFT) * sizeof(uint32_t);
 }
 
 /* unit_info of the first unit of a page. */
@@ -438,7 +453,8 @@ bp_inline uint32_t bp_chunk_page_info(const bp_chunk *chunk, uint32_t page)
 }
 bp_inline uint32_t bp_chunk_info_at(const bp_chunk *chunk, uintptr_t addr)
 {
-    return chunk->unit_info_biased[addr >> BP_UNIT_SHIFT];
+    return *(const uint32_t *)(chunk->fast.unit_info_biased +
+                               (addr >> BP_UNIT_SHIFT) * sizeof(uint32_t));
 }
 /* Zeros for the units of a huge block's granule. */
 extern bp_hidden const uint32_t bp_zero_units[BP_MAP_GRANULE >> BP_UNIT_SHIFT];
@@ -623,6 +639,10 @@ struct bp_arena {
     bp_chunk *quarantine;      /* checked builds: freed huge blocks, oldest first, through
                                 * next (kind HUGE_FREED) */
     unsigned nquarantined;
+    /* huge mappings let go under the lock (out of the huge cache or the quarantine), already
+     * out of the chunk map and still counted: unmapped by whoever releases the lock, after it
+     * (arena.c's arena_unlock); empty whenever the lock is free */
+    struct stuck_range *unmap_pending;
     /* Freed huge mappings kept for reuse (see arena.c's huge cache): entries 0..nhuge_cached-1,
      * oldest first, each still mapped, registered as HUGE_FREED and counted in mapped_bytes;
      * huge_cached_bytes is the sum of their map_size, <= the pool's huge_cache_bytes. */
@@ -680,7 +700,15 @@ size_t bp_arena_overhead_bytes(bp_arena *arena);
 /* Frees the block at p in `chunk` (a pooled chunk, p inside it, info = its page_info). */
 void bp_arena_free(bp_arena *arena, bp_chunk *chunk, uintptr_t p, uint32_t info);
 void bp_arena_free_huge(bp_arena *arena, bp_chunk *huge);
-/* Whether p waits in the arena's run cache (checked builds' double-free test). */
+/* bp_realloc of the live huge block `huge` (of this arena) to new_size bytes, above the chunk
+ * size: resized where it lies (a shrink, or growth into free pages after it or into the slack
+ * of a reused mapping), or its pages moved to a larger range by the default OS layer's
+ * mremap; its bytes up to the smaller size, its alignment, registration and descriptor are
+ * kept. Returns the block's address, or NULL with the block untouched: a custom OS layer (no
+ * remap), memory_limit, or the OS refusing; the caller then allocates and copies. */
+void *bp_arena_realloc_huge(bp_arena *arena, bp_chunk *huge, size_t new_size);
+/* Whether p, the start of a normal run of the arena (its unit_info non-zero), waits in the
+ * run cache of its class (checked builds' double-free test): a few compares, O(1). */
 bool bp_arena_run_cached(bp_arena *arena, const void *p);
 /* Releases the cached runs, empty subpages and empty chunks the arena keeps, and purges
  * every free page when `purge`; returns the bytes unmapped (and purged). */
@@ -702,7 +730,8 @@ int bp_arena_check(bp_arena *arena);
  * bp_free stores at head[-1] unless head == full; bp_alloc loads head[0] unless
  * head == empty. The oldest entries sit next to `empty`; trim and overflow give those back.
  *
- * A thread reaches its cache for a pool through bp_tls.bins[pool->tc_slot]. Every slot
+ * A thread reaches its cache for a pool through bp_fast_tls.bins[pool->fast.slot] (the
+ * struct is bufpool.h's: the fast paths are inline there). Every slot
  * starts at the static empty cache, whose bins have head == empty == full == NULL: alloc
  * misses, free overflows, both land in the slow path, which sets the thread up. So the fast paths
  * never ask "initialised?", and nothing ever writes to the shared static objects. Bin 0 stays in
@@ -711,33 +740,34 @@ int bp_arena_check(bp_arena *arena);
  *
  * Invariants: full <= head <= empty and empty - full == capacity in every bin; an entry is
  * a live block of the cache's pool whose class is the bin's (bin - 1); hits counts the
- * allocations the bin served since the last trim; 1 <= fill <= max(capacity / 2, 1) for a
- * bin with capacity; countdown > 0 except while trimming.
+ * allocations the bin served since the last trim (the one counter a hit updates: trims are
+ * decided at refills and overflows, once the bins' hits reach trim_interval); 1 <= fill <=
+ * max(capacity / 2, 1) for a bin with capacity.
  * ------------------------------------------------------------------------------------------ */
 /* pools with thread caches at once (others go uncached); bins every cache has, whatever its
  * pool's classes, so a cache outlives its pool's class count */
-#define BP_TCACHE_SLOTS 64
-#define BP_TCACHE_BINS  (BP_MAX_CLASSES + 1)
+#define BP_TCACHE_SLOTS     64
+#define BP_TRIM_CHECK_EVERY 8
+#define BP_TCACHE_BINS      (BP_MAX_CLASSES + 1)
 
-typedef struct bp_tcache_bin {
-    void **head, **empty, **full;
-    uint32_t hits;     /* allocations served since the last trim */
-    uint16_t capacity; /* entries the bin holds at most (<= 32768) */
-    uint16_t fill;     /* blocks the next refill takes: grows while the bin runs dry within
-                        * an interval, halves when a trim finds entries it did not need */
-} bp_tcache_bin;
+/* bufpool.h's struct bp_fast_bin: the inline fast paths pop and push there. hits: allocations
+ * served since the last trim; capacity: entries the bin holds at most (<= 32768); fill:
+ * blocks the next refill takes (grows while the bin runs dry within an interval, halves when
+ * a trim finds entries it did not need). */
+typedef struct bp_fast_bin bp_tcache_bin;
 
 typedef struct bp_tcache bp_tcache;
 
 struct bp_tcache {
-    int32_t countdown;                /* allocations until the next trim */
     uint32_t nbins;                   /* classes + 1 */
+    uint32_t slow_events;             /* refills and overflows: a trim is looked for every
+                                       * BP_TRIM_CHECK_EVERY of them */
     bp_pool *pool;                    /* NULL once orphaned: its pool was destroyed (atomic) */
     bp_arena *arena;                  /* the arena this thread is bound to in the pool */
     bp_tcache *pool_prev, *pool_next; /* the pool's caches (registry lock) */
     size_t map_size;
-    bp_tcache_bin **owner_slot; /* the owner thread's bp_tls.bins[slot], for a reclaimer */
-    uint32_t *owner_busy;       /* the owner thread's bp_tls.busy */
+    bp_tcache_bin **owner_slot; /* the owner thread's bp_fast_tls.bins[slot], for a reclaimer */
+    uint32_t *owner_busy;       /* the owner thread's bp_fast_tls.busy */
     uint64_t last_active_ms;    /* monotonic time of the owner's last refill or trim (atomic) */
     uint64_t hits_total;        /* hits summed at each trim and flush; read by stats (atomic) */
     size_t cached_bytes;        /* bytes in the bins at the last trim or flush (atomic) */
@@ -750,24 +780,29 @@ struct bp_tcache {
                            * nbins on always look empty and full */
 };
 _Static_assert(sizeof(bp_tcache_bin) == BP_BIN_SIZE, "unit_info encodes bin offsets");
+_Static_assert(offsetof(struct bp_fast_bin, head) == 0 &&
+                   offsetof(struct bp_fast_bin, empty) == 8 &&
+                   offsetof(struct bp_fast_bin, full) == 16 &&
+                   offsetof(struct bp_fast_bin, hits) == 24,
+               "the fast paths' bin layout (BP_FAST_ABI_VERSION 1)");
+_Static_assert(BP_FAST_SLOTS == BP_TCACHE_SLOTS, "bufpool.h's slot count");
+_Static_assert(BP_BIN_SIZE *BP_TCACHE_BINS <= UINT16_MAX, "bin offsets fit unit_info's 16 bits");
 
 /* What the fast paths read of the thread: the handshake's busy flag (below) and the bins
  * per pool slot (a cache's `bins`; the last slot never holds a real cache; the fast paths add
  * a byte offset, bp_bin_offset, to reach a bin). One object, so one thread-pointer address
  * serves the flag and the bins load (and one GOT entry in the shared library). */
-typedef struct bp_tls_state {
-    bp_tcache_bin *bins[BP_TCACHE_SLOTS + 1];
-    uint32_t busy; /* 1 while the thread uses its bins */
-} bp_tls_state;
-extern bp_hidden __thread bp_tls_state bp_tls __attribute__((tls_model("initial-exec")));
+typedef struct bp_fast_thread bp_tls_state; /* bufpool.h: bins[], and busy (1 while in use) */
+_Static_assert(offsetof(struct bp_fast_thread, busy) == (BP_FAST_SLOTS + 1) * sizeof(void *),
+               "the fast paths' thread layout (BP_FAST_ABI_VERSION 1)");
 
 /* Reclaiming another thread's cache (bp_pool_trim, idle caches) without an atomic on the
  * owner's side: an asymmetric handshake.
  *
  *   owner, around every use of its bins       reclaimer (holding the registry lock)
- *     busy = 1                                  swap the owner's bp_tls.bins[slot] to the
+ *     busy = 1                                  swap the owner's bp_fast_tls.bins[slot] to the
  *     (compiler barrier)                        static empty cache
- *     bins = bp_tls.bins[slot]   (acquire)      membarrier(): every thread of the process
+ *     bins = bp_fast_tls.bins[slot]   (acquire)      membarrier(): every thread of the process
  *     ... pop or push ...                         passes a full barrier
  *     busy = 0                   (release)      wait until the owner's busy == 0
  *                                               flush the bins; put the pointer back
@@ -779,35 +814,21 @@ extern bp_hidden __thread bp_tls_state bp_tls __attribute__((tls_model("initial-
  * operation. busy is never held while taking the registry lock (the reclaimer holds it while
  * it waits), and operations do not nest. Without membarrier (old kernels, seccomp) threads
  * reclaim only their own caches. */
-/* The address of this thread's bp_tls. On x86-64 it is formed once, in two instructions,
- * and every access goes through it; compilers otherwise redo the %fs-relative address
- * arithmetic for each of the three accesses of a fast path. */
-bp_inline bp_tls_state *bp_tls_self(void)
-{
-#if defined(__x86_64__) && defined(__GNUC__)
-    bp_tls_state *t;
-    __asm__("movq bp_tls@gottpoff(%%rip), %0\n\taddq %%fs:0, %0" : "=r"(t));
-    return t;
-#else
-    return &bp_tls;
-#endif
-}
-
+/* The slow paths' side of the handshake (the fast paths use bufpool.h's helpers). */
 bp_inline void bp_tcache_enter(void)
 {
-    bp_tls_state *t = bp_tls_self();
+    bp_tls_state *t = bp_fast_thread_self();
     __atomic_store_n(&t->busy, 1, __ATOMIC_RELAXED);
     __atomic_signal_fence(__ATOMIC_SEQ_CST); /* the store stays before the bins load */
 }
 bp_inline bp_tcache_bin *bp_tcache_bins(uint32_t slot)
 {
-    bp_tls_state *t = bp_tls_self();
+    bp_tls_state *t = bp_fast_thread_self();
     return __atomic_load_n(&t->bins[slot], __ATOMIC_ACQUIRE);
 }
 bp_inline void bp_tcache_leave(void)
 {
-    bp_tls_state *t = bp_tls_self();
-    __atomic_store_n(&t->busy, 0, __ATOMIC_RELEASE);
+    bp_fast_bins_leave(bp_fast_thread_self());
 }
 
 bp_inline bp_tcache *bp_tcache_of(bp_tcache_bin *bins)
@@ -821,9 +842,6 @@ bp_inline bp_tcache_bin *bp_bin_at(bp_tcache_bin *bins, uint32_t offset)
 
 void *bp_tcache_alloc_slow(bp_pool *pool, unsigned cls);
 void bp_tcache_free_slow(bp_chunk *chunk, void *p, uint32_t info);
-/* Netty's trim of tc (this thread's cache), then returns p: lets bp_alloc tail-call the trim
- * after leaving its bins. */
-void *bp_tcache_trim_returning(bp_tcache *tc, void *p);
 /* The arena the calling thread is bound to in `pool` (binding it if needed). */
 bp_arena *bp_thread_arena(bp_pool *pool);
 /* Arena i of pool, initialised first (with every arena before it) if no thread has bound
@@ -852,6 +870,9 @@ void bp_tcache_class_counts(bp_pool *pool, uint64_t *class_hits, uint64_t *class
 size_t bp_tcache_cached_blocks(bp_pool *pool);
 size_t bp_tcache_cached_class(bp_pool *pool, unsigned cls);
 
+/* alloc.c: the default pool once bp_pool_default made it; until then a pool prefix on which
+ * every request misses, whose first bp_alloc_slow makes it (the malloc library's malloc). */
+extern bp_hidden bp_pool *bp_default_pool;
 /* alloc.c: a huge block with any power-of-two alignment (the malloc library's memalign
  * beyond the chunk size). */
 void *bp_alloc_aligned_huge(bp_pool *pool, size_t align, size_t size);
@@ -865,10 +886,14 @@ size_t bp_usable_size_as(const void *p, const char *what);
  * pool.c — a pool: its configuration, size classes, arenas and OS layer.
  * ------------------------------------------------------------------------------------------ */
 struct bp_pool {
-    bp_size_classes sc; /* first: the fast path's lookup table is at a small offset */
-    uint32_t tc_slot;   /* slot in bp_tls.bins; BP_TCACHE_SLOTS = uncached */
-    bp_config config;   /* as resolved at bp_pool_new (defaults filled in) */
-    bp_os os;           /* copied from config.os */
+    /* first: what the inline bp_alloc reads (bufpool.h). fast.slot is tc_slot in release
+     * builds, BP_TCACHE_SLOTS (every request misses) in checked and tool builds and for an
+     * uncached pool; fast.bin_of has 0 for the classes not thread-cached. */
+    struct bp_fast_pool fast;
+    bp_size_classes sc;
+    uint32_t tc_slot; /* slot in bp_fast_tls.bins; BP_TCACHE_SLOTS = uncached */
+    bp_config config; /* as resolved at bp_pool_new (defaults filled in) */
+    bp_os os;         /* copied from config.os */
     size_t page_size, chunk_size;
     unsigned cache_classes;                /* classes 0..cache_classes-1 are thread-cached */
     uint16_t bin_capacity[BP_MAX_CLASSES]; /* thread-cache entries per class (0 past those) */
@@ -899,6 +924,10 @@ struct bp_pool {
     uint64_t magic;
 };
 #define BP_POOL_MAGIC 0x627566706f6f6c31ull /* "bufpool1" */
+_Static_assert(offsetof(bp_pool, fast) == 0 && offsetof(struct bp_fast_pool, slot) == 0 &&
+                   offsetof(struct bp_fast_pool, buf_slow) == 6 &&
+                   offsetof(struct bp_fast_pool, bin_of) == 8,
+               "the fast paths' pool layout (BP_FAST_ABI_VERSION 1)");
 
 /* Counts `bytes` of chunk or huge memory (or their metadata) against memory_limit before it
  * is mapped: false (nothing counted) when the limit would be passed. bp_pool_unreserve when
@@ -954,7 +983,8 @@ void bp_pool_counters(bp_pool *pool, bp_arena_counters *out);
  * Readers take no lock. Before the table is reserved (at load, or at the first pool), the
  * pointer names a one-entry table that answers "no chunk" for NULL.
  * ------------------------------------------------------------------------------------------ */
-extern bp_hidden bp_chunk **bp_chunk_map;
+/* bufpool.h's bp_fast_chunk_map: entries point at the chunks' first member (fast). */
+#define bp_chunk_map bp_fast_chunk_map
 
 /* 0, or ENOMEM when the table cannot be reserved or a page of it made writable. */
 int bp_chunk_map_init(void);
@@ -967,94 +997,18 @@ void bp_chunk_map_postfork_child(void);
 
 bp_inline bp_chunk *bp_chunk_map_lookup(uintptr_t addr)
 {
-    return __atomic_load_n(&bp_chunk_map[(addr >> BP_MAP_GRANULE_SHIFT) & (BP_MAP_ENTRIES - 1)],
-                           __ATOMIC_ACQUIRE);
+    return (bp_chunk *)__atomic_load_n(
+        &bp_chunk_map[(addr >> BP_MAP_GRANULE_SHIFT) & (BP_MAP_ENTRIES - 1)], __ATOMIC_ACQUIRE);
 }
+_Static_assert(BP_FAST_MAP_SHIFT == BP_MAP_GRANULE_SHIFT && BP_FAST_MAP_ENTRIES == BP_MAP_ENTRIES &&
+                   BP_FAST_UNIT_SHIFT == BP_UNIT_SHIFT,
+               "the fast paths' chunk map (BP_FAST_ABI_VERSION 1)");
 
 /* ------------------------------------------------------------------------------------------
- * buf.c, buf_composite.c, leak.c — bp_buf.
- *
- * A buffer's bytes live in a bp_mem: the buffer header's own block (data inline after the
- * header, or a wrapped caller's memory), or a separate pooled block made when the buffer
- * grew. mem->refs counts the buffers whose bytes lie in that memory; for a header's own
- * block (`self`) the header's life counts as one of them, so the block is freed when the
- * buffer is released and no view looks into it any more. Views point their `mem` at the
- * memory they view and hold a reference on it.
- *
- *   header block:  [ bp_buf (BP_BUF_HEADER bytes) | inline data ... ]
- *   grown memory:  [ bp_mem (BP_MEM_HEADER bytes) | data ... ]
- *
- * Invariants: reader <= writer <= capacity <= max_capacity; for a contiguous buffer data is
- * never NULL (empty wrapped memory points it at the header's end), [data, data + capacity)
- * lies in mem's memory and mem->refs >= 1; a composite has data == NULL, mem == NULL and
- * parts[0..nparts) tiling [0, capacity) in order (parts[i].offset == sum of the previous
- * lengths), each holding a reference to its buffer and one to the memory its bytes lie in
- * (so the part's owner can neither free nor move them: it sees them shared). A composite
- * view (BP_BUF_VIEW, from a slice) has capacity == max_capacity, before and after
- * bp_buf_discard_read.
+ * leak.c — what a pool needs of the bp_buf leak detector (bp_buf's own internals: see
+ * buf_internal.h).
  * ------------------------------------------------------------------------------------------ */
-enum bp_mem_kind { BP_MEM_INLINE, BP_MEM_EXTERNAL, BP_MEM_POOLED };
-
-typedef struct bp_mem {
-    uint32_t refs;                        /* atomic */
-    uint8_t kind;                         /* enum bp_mem_kind */
-    void (*free_fn)(void *mem, void *ud); /* BP_MEM_EXTERNAL */
-    void *ud;
-    void *ext;
-} bp_mem;
-
-typedef struct bp_part {
-    bp_buf *buf;   /* a reference the composite holds */
-    bp_mem *mem;   /* a reference on the memory data lies in */
-    uint8_t *data; /* the part's bytes */
-    size_t offset; /* where they start in the composite */
-    size_t len;
-} bp_part;
-
-struct bp_leak;
-
-#define BP_BUF_COMPOSITE 0x100u /* flag */
-#define BP_BUF_VIEW      0x200u /* flag: a composite slice, whose capacity never grows */
-
-struct bp_buf {
-    uint8_t *data; /* index 0 of this buffer's bytes; NULL for a composite */
-    size_t reader, writer, capacity, max_capacity;
-    bp_mem *mem; /* whose memory data lies in */
-    bp_pool *pool;
-    uint32_t refcnt; /* atomic */
-    uint32_t flags;  /* BP_RDONLY, BP_BUF_COMPOSITE, BP_BUF_VIEW */
-    uint32_t nparts, max_parts;
-    bp_part *parts;
-    struct bp_leak *leak; /* leak record when this buffer is tracked */
-    bp_mem self;          /* this header's block */
-};
-#define BP_BUF_HEADER bp_align_up(sizeof(bp_buf), 16)
-#define BP_MEM_HEADER bp_align_up(sizeof(bp_mem), 16)
-
-/* buf.c: a header for a new buffer (refcnt 1, self.refs 1) with `inline_bytes` after it. */
-bp_buf *bp_buf_header_new(bp_pool *pool, size_t inline_bytes);
-void bp_buf_mem_acquire(bp_mem *m);
-void bp_buf_mem_release(bp_mem *m);
-/* A contiguous view of [idx, idx + len) of b (b contiguous). */
-bp_buf *bp_buf_view(bp_buf *b, size_t idx, size_t len, unsigned flags);
-/* A contiguous view of [data, data + len), which lies in m (the view takes a reference). */
-bp_buf *bp_buf_view_mem(bp_pool *pool, bp_mem *m, uint8_t *data, size_t len, unsigned flags);
-/* buf_composite.c: copy n bytes at idx out of / into a composite (bounds checked by caller). */
-void bp_buf_composite_copy_out(const bp_buf *c, size_t idx, void *dst, size_t n);
-int bp_buf_composite_copy_in(bp_buf *c, size_t idx, const void *src, size_t n);
-int bp_buf_composite_grow(bp_buf *c, size_t min_capacity);
-void bp_buf_composite_free_parts(bp_buf *c);
-bp_buf *bp_buf_composite_slice(bp_buf *c, size_t idx, size_t len, unsigned flags);
-int bp_buf_composite_discard_read(bp_buf *c);
-size_t bp_buf_grow_capacity(size_t min_capacity, size_t max_capacity);
-/* leak.c */
-void bp_leak_track_slow(bp_buf *b);
-bp_inline void bp_leak_track(bp_buf *b)
-{
-    if (bp_unlikely(b->pool->config.leak_level != 0))
-        bp_leak_track_slow(b);
-}
-void bp_leak_untrack(bp_buf *b);
+/* The pool's leak list, and its reports at bp_pool_destroy and exit when leak_level is on. */
 void bp_leak_pool_init(bp_pool *pool);
 
 /* ------------------------------------------------------------------------------------------
@@ -1074,10 +1028,29 @@ int bp_options_check(const bp_config *cfg);
 /* ------------------------------------------------------------------------------------------
  * os.c — mappings through a pool's bp_os table, and messages that never allocate.
  * ------------------------------------------------------------------------------------------ */
+/* Metadata (and, for a layer without map_memory, everything). */
 void *bp_os_map(const bp_os *os, size_t size, size_t align);
+/* Chunk or huge-block memory: the layer's map_memory, else its map. */
+void *bp_os_map_memory(const bp_os *os, size_t size, size_t align, bp_map_kind kind);
+/* The layer's region_add for memory just mapped: 0 with chunk->region and has_region set
+ * (has_region false and 0 when the layer has no region_add), or the layer's errno value. */
+int bp_os_region_add(const bp_os *os, bp_chunk *chunk, bp_map_kind kind);
+/* The layer's region_remove, before the chunk's memory is unmapped (has_region cleared). */
+void bp_os_region_remove(const bp_os *os, bp_chunk *chunk);
 /* 0, or the OS layer's error: the range is then still mapped, and purged where the layer can
  * purge. Callers that keep nothing may ignore the result (the range stays reserved). */
 int bp_os_unmap(const bp_os *os, void *addr, size_t size);
+/* Resizing a mapping of the default layer (mremap); a custom layer (bp_os_can_remap false)
+ * has no such call. in_place: grows into free pages after it or shrinks, else false and
+ * nothing changed. A move takes two steps, so the caller can register the new address before
+ * the old one is gone: remap_reserve gives an inaccessible range of `size` bytes aligned to
+ * `align` (or NULL), remap_move moves the mapping's pages there (true), or releases the range
+ * and leaves the mapping as it was (false); remap_release gives back a range not moved to. */
+bool bp_os_can_remap(const bp_os *os);
+bool bp_os_remap_in_place(void *addr, size_t old_size, size_t new_size);
+void *bp_os_remap_reserve(size_t size, size_t align);
+bool bp_os_remap_move(void *addr, size_t old_size, size_t new_size, void *reserved);
+void bp_os_remap_release(void *reserved, size_t size);
 /* printf-style message on stderr, one line prefixed "bufpool: PROGRAM[PID]: ", formatted on
  * the stack (no allocation, no stdio: it may run inside malloc). */
 void bp_message(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

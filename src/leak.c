@@ -3,7 +3,7 @@
  * bp_pool_destroy and at exit. C frees deterministically, so a report is exact: every
  * tracked buffer alive at that moment and not reported before is listed. */
 #define _GNU_SOURCE /* dladdr1 */
-#include "internal.h"
+#include "buf_internal.h"
 
 #include <dlfcn.h>
 #include <execinfo.h>
@@ -83,15 +83,16 @@ static void register_exit_report(void)
     atexit(report_at_exit);
 }
 
-void bp_leak_track_slow(bp_buf *b)
+void bp_leak_track_slow(bp_pool *pool, bp_buf *b)
 {
-    bp_pool *pool = b->pool;
     int level = pool->config.leak_level;
     if (level < 3 &&
         __atomic_fetch_add(&pool->leak_sample, 1, __ATOMIC_RELAXED) % SAMPLE_PERIOD != 0)
         return;
     pthread_once(&exit_once, register_exit_report);
-    bp_leak *rec = bp_calloc(pool, 1, sizeof *rec);
+    /* the record hangs off the extension, which a plain buffer gets now */
+    bp_buf_ext *x = bp_buf_ext_get(b);
+    bp_leak *rec = x != NULL ? bp_calloc(pool, 1, sizeof *rec) : NULL;
     if (rec == NULL)
         return; /* untracked, not failed: detection is best effort under memory pressure */
     rec->buf = b;
@@ -102,13 +103,14 @@ void bp_leak_track_slow(bp_buf *b)
         pool->leaks->prev = rec;
     pool->leaks = rec;
     pthread_mutex_unlock(&pool->leak_lock);
-    b->leak = rec;
+    x->leak = rec;
 }
 
 void bp_leak_untrack(bp_buf *b)
 {
-    bp_pool *pool = b->pool;
-    bp_leak *rec = b->leak;
+    bp_pool *pool = bp_buf_pool(b);
+    bp_buf_ext *x = b->more.ext;
+    bp_leak *rec = x->leak;
     pthread_mutex_lock(&pool->leak_lock);
     if (rec->prev != NULL)
         rec->prev->next = rec->next;
@@ -117,21 +119,25 @@ void bp_leak_untrack(bp_buf *b)
     if (rec->next != NULL)
         rec->next->prev = rec->prev;
     pthread_mutex_unlock(&pool->leak_lock);
-    b->leak = NULL;
+    x->leak = NULL;
     bp_free(rec);
 }
 
 void bp_buf_touch_at(bp_buf *b, const char *hint, const char *file, int line)
 {
-    bp_leak *rec = b->leak;
-    if (rec == NULL || b->pool->config.leak_level < 2)
+    const bp_buf_ext *x = bp_buf_ext_of(b);
+    bp_leak *rec = x != NULL ? x->leak : NULL;
+    if (rec == NULL)
         return;
-    pthread_mutex_lock(&b->pool->leak_lock);
+    bp_pool *pool = bp_buf_pool(b);
+    if (pool->config.leak_level < 2)
+        return;
+    pthread_mutex_lock(&pool->leak_lock);
     touch *t = &rec->touches[rec->ntouch++ % TOUCHES];
     t->file = file;
     t->line = line;
     snprintf(t->hint, sizeof t->hint, "%s", hint ? hint : "");
-    pthread_mutex_unlock(&b->pool->leak_lock);
+    pthread_mutex_unlock(&pool->leak_lock);
 }
 
 /* ---- reports ------------------------------------------------------------------------------
@@ -199,8 +205,8 @@ static bool take_shots(bp_pool *pool, leak_shots *s)
         rec->reported = true;
         leak_shot *shot = &s->shot[s->n++];
         shot->rec = *rec;
-        shot->capacity = rec->buf->capacity;
-        shot->readable = rec->buf->writer - rec->buf->reader;
+        shot->capacity = bp_buf_capacity(rec->buf);
+        shot->readable = bp_buf_readable(rec->buf);
         shot->refs = bp_buf_refcnt(rec->buf);
     }
     pthread_mutex_unlock(&pool->leak_lock);

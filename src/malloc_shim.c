@@ -8,29 +8,24 @@
 #define SHIM    __attribute__((visibility("default")))
 #define OS_PAGE ((size_t)4096)
 
-/* The default pool, read without a lock after the first call. bp_pool_default() creates it
- * without calling malloc (its memory comes from mmap), so nothing recurses. */
-static bp_pool *shim_pool;
-
+/* The default pool: bp_default_pool, which names a pool prefix that misses every request
+ * until the first one makes the pool (bp_pool_default creates it without calling malloc: its
+ * memory comes from mmap, so nothing recurses). */
 static bp_pool *pool(void)
 {
-    bp_pool *p = __atomic_load_n(&shim_pool, __ATOMIC_ACQUIRE);
-    if (bp_unlikely(p == NULL)) {
-        p = bp_pool_default();
-        __atomic_store_n(&shim_pool, p, __ATOMIC_RELEASE);
-    }
-    return p;
+    return bp_pool_default();
 }
 
+/* malloc and free are the inline fast paths themselves: no wrapper, no test of their own. */
 SHIM void *malloc(size_t size)
 {
-    return bp_alloc(pool(), size);
+    return bp_fast_alloc(__atomic_load_n(&bp_default_pool, __ATOMIC_ACQUIRE), size);
 }
 
 /* The _as calls name the function the program called in a misuse report. */
 SHIM void free(void *p)
 {
-    bp_free_as(p, "free");
+    bp_fast_free(p, 0, "free");
 }
 
 SHIM void *calloc(size_t n, size_t size)
@@ -124,14 +119,14 @@ SHIM size_t malloc_usable_size(void *p)
 SHIM void free_sized(void *p, size_t size)
 {
     (void)size;
-    bp_free_as(p, "free_sized");
+    bp_fast_free(p, 0, "free_sized");
 }
 
 SHIM void free_aligned_sized(void *p, size_t align, size_t size)
 {
     (void)align;
     (void)size;
-    bp_free_as(p, "free_aligned_sized");
+    bp_fast_free(p, 0, "free_aligned_sized");
 }
 
 /* glibc's extension: gives free memory back to the OS. Returns 1 when some went back. */

@@ -1,5 +1,7 @@
 /* os.c — the OS interface: the default bp_os table (aligned anonymous mappings, unmap,
- * purge), the wrappers the engine maps through, and messages that never allocate. */
+ * purge), the wrappers the engine maps and registers regions through, and messages that
+ * never allocate. */
+#define _GNU_SOURCE /* mremap */
 #include "internal.h"
 
 #include <errno.h>
@@ -78,12 +80,113 @@ void *bp_os_map(const bp_os *os, size_t size, size_t align)
     return p;
 }
 
+void *bp_os_map_memory(const bp_os *os, size_t size, size_t align, bp_map_kind kind)
+{
+    if (os->map_memory == NULL)
+        return bp_os_map(os, size, align);
+    bp_assert(size % 4096 == 0 && bp_is_pow2(align));
+    void *p = os->map_memory(size, align, kind, os->ctx);
+    if (p != NULL && ((uintptr_t)p & (align - 1)) != 0)
+        bp_fatal("the OS layer returned %p for memory aligned to %zu", p, align);
+    return p;
+}
+
+int bp_os_region_add(const bp_os *os, bp_chunk *chunk, bp_map_kind kind)
+{
+    chunk->has_region = false;
+    if (os->region_add == NULL)
+        return 0;
+    bp_region region = {0, 0};
+    int err = os->region_add((void *)chunk->base, chunk->map_size, kind, &region, os->ctx);
+    if (err != 0)
+        return err;
+    chunk->region = region;
+    chunk->has_region = true;
+    return 0;
+}
+
+void bp_os_region_remove(const bp_os *os, bp_chunk *chunk)
+{
+    if (!chunk->has_region)
+        return;
+    chunk->has_region = false; /* bp_region_of stops answering before the layer forgets it */
+    if (os->region_remove != NULL)
+        os->region_remove((void *)chunk->base, chunk->map_size, &chunk->region, os->ctx);
+}
+
 int bp_os_unmap(const bp_os *os, void *addr, size_t size)
 {
     int err = os->unmap(addr, size, os->ctx);
     if (err != 0 && os->purge != NULL)
         os->purge(addr, size, os->ctx); /* the range stays; at least its memory goes back */
     return err;
+}
+
+/* ---- resizing a mapping (the default layer only) ----------------------------------------
+ * A custom layer has no call to resize a mapping; its blocks are reallocated by copy. So are
+ * those of a layer with regions, whose callbacks were told of the mapping as it was. The
+ * default layer's mappings are plain anonymous ones, which mremap resizes: in place where the
+ * pages after the mapping are free, else by moving the pages themselves (page tables, not
+ * bytes) into a range reserved beforehand, so that the new address keeps the alignment the
+ * chunk map needs and is known before anything moves. */
+
+bool bp_os_can_remap(const bp_os *os)
+{
+    return os->map == default_map && os->unmap == default_unmap && os->map_memory == NULL &&
+           os->region_add == NULL;
+}
+
+bool bp_os_remap_in_place(void *addr, size_t old_size, size_t new_size)
+{
+    return mremap(addr, old_size, new_size, 0) != MAP_FAILED;
+}
+
+/* Inaccessible and without commit charge: it only holds the addresses until the move. */
+void *bp_os_remap_reserve(size_t size, size_t align)
+{
+    if (size > SIZE_MAX - align)
+        return NULL;
+    size_t span = size + align - 4096;
+    char *raw = mmap(NULL, span, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (raw == MAP_FAILED)
+        return NULL;
+    char *start = (char *)bp_align_up((uintptr_t)raw, align);
+    size_t head = (size_t)(start - raw);
+    size_t tail = span - head - size;
+    if ((head != 0 && munmap(raw, head) != 0) || (tail != 0 && munmap(start + size, tail) != 0)) {
+        munmap(raw, span); /* at vm.max_map_count: no range, rather than one we cannot trim */
+        return NULL;
+    }
+    return start;
+}
+
+void bp_os_remap_release(void *reserved, size_t size)
+{
+    munmap(reserved, size);
+}
+
+/* A failed MREMAP_FIXED may already have unmapped the reservation (Linux unmaps the target
+ * first and can fail after, at vm.max_map_count), and another thread may have mapped into the
+ * hole since: the range is unmapped only when a probe shows it is a hole no one took (the
+ * probe's own mapping then goes). A reservation the probe finds still there stays: address
+ * space without memory, rather than a chance of unmapping another thread's memory. */
+static void release_after_failed_move(void *reserved, size_t size)
+{
+    void *probe = mmap(reserved, size, PROT_NONE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE, -1, 0);
+    if (probe == reserved)
+        munmap(probe, size);
+    else if (probe != MAP_FAILED) /* a kernel before 4.17 took the flag for a hint */
+        munmap(probe, size);
+}
+
+bool bp_os_remap_move(void *addr, size_t old_size, size_t new_size, void *reserved)
+{
+    void *moved = mremap(addr, old_size, new_size, MREMAP_MAYMOVE | MREMAP_FIXED, reserved);
+    if (moved == reserved)
+        return true;
+    release_after_failed_move(reserved, new_size);
+    return false;
 }
 
 /* ---- bp_lock ---------------------------------------------------------------------------- */

@@ -173,6 +173,10 @@ bp_pool *bp_pool_new(const bp_config *cfg)
     if (resolved.cache_bytes == 0 || resolved.normal_cache == 0)
         pool->cache_classes = pool->sc.nsmall;
     set_bin_capacities(pool);
+    bp_size_classes_fast_table(&pool->sc, pool->cache_classes, pool->fast.bin_of);
+    pool->fast.abi_version = BP_FAST_ABI_VERSION;
+    /* bp_buf's inline paths: leak tracking (and checked builds' checks) need the library */
+    pool->fast.buf_slow = resolved.leak_level != 0 || BP_CHECKED || BP_TRACK;
     pool->max_cached_size = pool->sc.size[pool->cache_classes - 1];
     for (unsigned cls = pool->cache_classes; cls < pool->sc.nclasses; cls++) /* <= 4 MiB */
         pool->run_cache_limit[cls] =
@@ -210,7 +214,8 @@ static unsigned dead_next;
 static void keep_dead(bp_pool *pool, const bp_os *os)
 {
     size_t size = pool->map_size; /* read before the purge zeroes it */
-    memset(pool->sc.bin_lookup, 0, sizeof pool->sc.bin_lookup);
+    memset(pool->fast.bin_of, 0, sizeof pool->fast.bin_of);
+    pool->fast.slot = BP_TCACHE_SLOTS;
     pool->max_cached_size = 0;
     pool->tc_slot = BP_TCACHE_SLOTS;
     if (os->purge != NULL)
@@ -286,6 +291,7 @@ static void create_default_pool(void)
     default_pool = bp_pool_new(NULL);
     if (default_pool == NULL)
         bp_fatal("cannot create the default pool (errno %d)", errno);
+    __atomic_store_n(&bp_default_pool, default_pool, __ATOMIC_RELEASE);
 }
 
 bp_pool *bp_pool_default(void)

@@ -92,7 +92,18 @@ done:
         while (sc->size[cls] < size)
             cls++;
         sc->lookup[i] = (uint8_t)cls;
-        sc->bin_lookup[i] = (uint16_t)bp_bin_offset(cls);
     }
     return 0;
+}
+
+void bp_size_classes_fast_table(const bp_size_classes *sc, unsigned cached,
+                                uint16_t bin_of[BP_FAST_ENTRIES])
+{
+    for (size_t i = 0; i < BP_FAST_ENTRIES; i++) {
+        /* the largest size of the entry: every size of its range has that size's class */
+        size_t size =
+            i <= (BP_MAX_LOOKUP >> BP_LOG2_QUANTUM) ? i << BP_LOG2_QUANTUM : (i - 252) << 10;
+        unsigned cls = size <= sc->size[sc->nclasses - 1] ? bp_size_to_class(sc, size) : cached;
+        bin_of[i] = (uint16_t)(cls < cached ? bp_bin_offset(cls) : 0);
+    }
 }

@@ -20,18 +20,19 @@ static union {
 } empty_storage;
 #define EMPTY_CACHE (&empty_storage.tc)
 
-__thread bp_tls_state bp_tls = {
+/* bufpool.h's bp_fast_tls: exported, the inline fast paths of programs read it. */
+__thread bp_tls_state bp_fast_tls = {
     .bins = {[0 ... BP_TCACHE_SLOTS] = empty_storage.tc.bins},
 };
 
-/* This thread's own cache per slot (NULL: none). bp_tls.bins[slot] shows its bins, except
+/* This thread's own cache per slot (NULL: none). bp_fast_tls.bins[slot] shows its bins, except
  * while a reclaimer holds the cache (then the static empty cache). */
 static __thread bp_tcache *tls_caches[BP_TCACHE_SLOTS];
 
 static void set_slot_cache(unsigned slot, bp_tcache *tc)
 {
     tls_caches[slot] = tc == EMPTY_CACHE ? NULL : tc;
-    __atomic_store_n(&bp_tls.bins[slot], tc->bins, __ATOMIC_RELEASE);
+    __atomic_store_n(&bp_fast_tls.bins[slot], tc->bins, __ATOMIC_RELEASE);
 }
 
 /* NEW: no cache yet; LIVE: caches are created on demand and flushed at exit; DEAD: the thread
@@ -42,7 +43,7 @@ static __thread unsigned char thread_state;
 /* Guards slot allocation, every pool's list of caches, arena binding counts, a cache's
  * `pool` field once the cache is published, and reclaiming: a reclaimer holds it throughout,
  * so an owner that finds its bins taken waits for it. Taken before any arena lock, never
- * after, and never by a thread with bp_tls.busy set. */
+ * after, and never by a thread with bp_fast_tls.busy set. */
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
 static uint64_t slots_used;
 
@@ -88,6 +89,8 @@ void bp_tcache_pool_created(bp_pool *pool)
         slots_used |= (uint64_t)1 << slot;
         pool->tc_slot = slot;
     }
+    /* checked and tool builds check (or announce) every request: their fast paths miss */
+    pool->fast.slot = BP_CHECKED || BP_TRACK ? BP_TCACHE_SLOTS : pool->tc_slot;
     pool->tcaches = NULL;
     pthread_mutex_unlock(&registry_lock);
 }
@@ -198,9 +201,8 @@ static bp_tcache *tcache_new(bp_pool *pool)
         return NULL;
     tc->nbins = nbins;
     tc->map_size = map_size;
-    tc->countdown = (int32_t)pool->config.trim_interval;
-    tc->owner_slot = &bp_tls.bins[pool->tc_slot];
-    tc->owner_busy = &bp_tls.busy;
+    tc->owner_slot = &bp_fast_tls.bins[pool->tc_slot];
+    tc->owner_busy = &bp_fast_tls.busy;
     tc->last_active_ms = bp_now_ms();
     void **stack = (void **)((char *)tc + stacks);
     for (unsigned cls = 0; cls < pool->sc.nclasses; cls++) {
@@ -326,34 +328,42 @@ static void publish_stats(bp_tcache *tc, uint64_t hits)
 }
 
 /* With busy set, on the owner's cache. */
-static void trim_bins(bp_tcache *tc)
+static void trim_bins(bp_tcache *tc, uint32_t in_use)
 {
     /* Netty's rule: a bin that served fewer allocations than it can hold since the last
-     * trim did not need the difference; that many of its oldest entries go back. */
+     * trim did not need the difference; that many of its oldest entries go back. The bin
+     * being refilled or overflowing (in_use) is needed now and keeps its entries. */
     uint64_t hits = 0;
     for (uint32_t b = 1; b < tc->nbins; b++) {
         bp_tcache_bin *bin = &tc->bins[b];
         count_bin_frees(tc, b);
-        if (bin->capacity > bin->hits && bin->head != bin->empty) {
+        if (b != in_use && bin->capacity > bin->hits && bin->head != bin->empty) {
             bin_flush(tc, b, bin->capacity - bin->hits, false);
             bin->fill = (uint16_t)BP_MAX(bin->fill / 2u, 1u); /* it held more than needed */
         }
         hits += count_bin_hits(tc, b);
     }
-    tc->countdown = (int32_t)tc->pool->config.trim_interval;
     __atomic_store_n(&tc->last_active_ms, bp_now_ms(), __ATOMIC_RELAXED);
     publish_stats(tc, hits);
 }
 
-void *bp_tcache_trim_returning(bp_tcache *tc, void *p)
+/* With busy set, at a refill or an overflow (the fast paths keep no countdown): Netty's trim
+ * once the bins served trim_interval allocations since the last one. A thread whose every
+ * request hits trims nothing, as its bins hold what it uses; the idle-cache scan and
+ * bp_pool_trim reach it if it stops. */
+static bool trim_due(bp_tcache *tc, uint32_t in_use)
 {
-    bp_pool *pool = tc->pool;
-    bp_tcache_enter();
-    if (own_cache(pool->tc_slot) == tc) /* a reclaimer may have emptied it meanwhile */
-        trim_bins(tc);
-    bp_tcache_leave();
-    bp_tcache_reclaim_idle(pool);
-    return p;
+    /* summing the bins' hits costs a few instructions a bin: every BP_TRIM_CHECK_EVERY-th
+     * refill or overflow looks, so that small bins that refill often do not pay it each time */
+    if (++tc->slow_events % BP_TRIM_CHECK_EVERY != 0)
+        return false;
+    uint32_t hits = 0;
+    for (uint32_t b = 1; b < tc->nbins; b++)
+        hits += tc->bins[b].hits;
+    if (hits < tc->pool->config.trim_interval)
+        return false;
+    trim_bins(tc, in_use);
+    return true;
 }
 
 static void tcache_flush_all(bp_tcache *tc)
@@ -370,7 +380,7 @@ static void tcache_flush_all(bp_tcache *tc)
 static bp_arena *uncached_arena(bp_pool *pool);
 
 /* With busy set. */
-static void *alloc_slow(bp_pool *pool, unsigned cls, bool *trimmed)
+static void *alloc_slow(bp_pool *pool, unsigned cls, bool *refilled)
 {
     bp_tcache *tc = tcache_get(pool);
     if (tc == NULL)
@@ -397,29 +407,28 @@ static void *alloc_slow(bp_pool *pool, unsigned cls, bool *trimmed)
         bin->head = bin->empty - got;
         tc->ledger[cls + 1] += got;
         __atomic_store_n(&tc->last_active_ms, bp_now_ms(), __ATOMIC_RELAXED);
+        *refilled = true;
     }
     void *p = *bin->head++;
     bin->hits++;
-    if (--tc->countdown <= 0) {
-        trim_bins(tc);
-        *trimmed = true;
-    }
+    if (*refilled)
+        trim_due(tc, cls + 1);
     return p;
 }
 
 void *bp_tcache_alloc_slow(bp_pool *pool, unsigned cls)
 {
-    bool trimmed = false;
+    bool refilled = false;
     bp_tcache_enter();
-    void *p = alloc_slow(pool, cls, &trimmed);
+    void *p = alloc_slow(pool, cls, &refilled);
     bp_tcache_leave();
-    if (trimmed)
+    if (refilled)
         bp_tcache_reclaim_idle(pool);
     return p;
 }
 
-/* With busy set. */
-static void free_slow(bp_chunk *chunk, void *p, uint32_t info)
+/* With busy set; true after an overflow. */
+static bool free_slow(bp_chunk *chunk, void *p, uint32_t info)
 {
     bp_pool *pool = chunk->pool;
     unsigned cls = bp_info_class(info);
@@ -427,22 +436,28 @@ static void free_slow(bp_chunk *chunk, void *p, uint32_t info)
     if (tc == NULL || tc->bins[cls + 1].capacity == 0) {
         __atomic_add_fetch(&chunk->arena->counters.classes[cls].program_frees, 1, __ATOMIC_RELAXED);
         bp_arena_free(chunk->arena, chunk, (uintptr_t)p, info);
-        return;
+        return false;
     }
     bp_tcache_bin *bin = &tc->bins[cls + 1];
-    if (bin->head == bin->full) {
-        /* a thread that only frees never trims: its frees are counted here */
+    bool overflow = bin->head == bin->full;
+    if (overflow) {
+        /* a thread that only frees may never trim: its frees are counted here */
         count_bin_frees(tc, cls + 1);
         bin_flush(tc, cls + 1, BP_MAX(bin->capacity / 2, 1u), true);
     }
     *--bin->head = p;
+    if (overflow)
+        trim_due(tc, cls + 1);
+    return overflow;
 }
 
 void bp_tcache_free_slow(bp_chunk *chunk, void *p, uint32_t info)
 {
     bp_tcache_enter();
-    free_slow(chunk, p, info);
+    bool overflow = free_slow(chunk, p, info);
     bp_tcache_leave();
+    if (overflow)
+        bp_tcache_reclaim_idle(chunk->pool);
 }
 
 /* ---- threads ---------------------------------------------------------------------------- */
@@ -452,6 +467,15 @@ static __thread unsigned thread_number; /* 0 = not drawn yet */
 
 bp_arena *bp_thread_arena(bp_pool *pool)
 {
+    /* The usual case in one load through the thread's bins: its cache for the pool names the
+     * arena. No busy flag is needed to read it: a reclaimer only swaps the bins pointer (to
+     * the empty cache, whose pool is NULL) and never frees a cache; an orphan's pool is NULL
+     * or another pool. */
+    if (bp_likely(pool->tc_slot < BP_TCACHE_SLOTS)) {
+        const bp_tcache *tc = bp_tcache_of(bp_tcache_bins(pool->tc_slot));
+        if (bp_likely(__atomic_load_n(&tc->pool, __ATOMIC_RELAXED) == pool))
+            return tc->arena;
+    }
     bp_tcache_enter();
     bp_tcache *tc = tcache_get(pool);
     bp_tcache_leave();

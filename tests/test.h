@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -24,18 +25,46 @@ static int test_checks;
         }                                                                                          \
     } while (0)
 
-/* Integer comparison that prints both values. */
+/* Whether an integer expression has a signed type (enums with negative values are int). */
+#define TEST_IS_SIGNED(x)                                                                          \
+    _Generic((x), signed char : 1, short : 1, int : 1, long : 1, long long : 1, default : 0)
+
+/* Integer comparison that prints both values: as signed numbers when both operands are
+ * signed (BP_E* codes, ssize_t results), else as unsigned ones (sizes, addresses). */
 #define CHECK_OP(a, op, b)                                                                         \
     do {                                                                                           \
         test_checks++;                                                                             \
-        uintmax_t check_a_ = (uintmax_t)(a), check_b_ = (uintmax_t)(b);                            \
-        if (!(check_a_ op check_b_)) {                                                             \
-            test_failures++;                                                                       \
-            fprintf(stderr, "%s:%d: CHECK(%s %s %s) failed: %ju vs %ju\n", __FILE__, __LINE__, #a, \
-                    #op, #b, check_a_, check_b_);                                                  \
+        if (TEST_IS_SIGNED(a) && TEST_IS_SIGNED(b)) {                                              \
+            intmax_t check_a_ = (intmax_t)(a), check_b_ = (intmax_t)(b);                           \
+            if (!(check_a_ op check_b_)) {                                                         \
+                test_failures++;                                                                   \
+                fprintf(stderr, "%s:%d: CHECK(%s %s %s) failed: %jd vs %jd\n", __FILE__, __LINE__, \
+                        #a, #op, #b, check_a_, check_b_);                                          \
+            }                                                                                      \
+        } else {                                                                                   \
+            uintmax_t check_a_ = (uintmax_t)(a), check_b_ = (uintmax_t)(b);                        \
+            if (!(check_a_ op check_b_)) {                                                         \
+                test_failures++;                                                                   \
+                fprintf(stderr, "%s:%d: CHECK(%s %s %s) failed: %ju vs %ju\n", __FILE__, __LINE__, \
+                        #a, #op, #b, check_a_, check_b_);                                          \
+            }                                                                                      \
         }                                                                                          \
     } while (0)
 #define CHECK_EQ(a, b) CHECK_OP(a, ==, b)
+
+/* String comparison that prints both strings (NULL prints as (null)). */
+#define CHECK_STR(a, b)                                                                            \
+    do {                                                                                           \
+        test_checks++;                                                                             \
+        const char *check_sa_ = (a), *check_sb_ = (b);                                             \
+        if (check_sa_ == NULL || check_sb_ == NULL ? check_sa_ != check_sb_                        \
+                                                   : strcmp(check_sa_, check_sb_) != 0) {          \
+            test_failures++;                                                                       \
+            fprintf(stderr, "%s:%d: CHECK_STR(%s, %s) failed: \"%s\" vs \"%s\"\n", __FILE__,       \
+                    __LINE__, #a, #b, check_sa_ ? check_sa_ : "(null)",                            \
+                    check_sb_ ? check_sb_ : "(null)");                                             \
+        }                                                                                          \
+    } while (0)
 
 /* Stops the test at once: for a state later checks cannot make sense of. Evaluates cond
  * once. */

@@ -2,7 +2,7 @@
  * into the room there is, growth that keeps every byte of the capacity, empty wrapped memory,
  * composites that keep their parts' bytes alive and unchanged, failed calls that change
  * nothing, writes whose source lies in the buffer itself, and overlong varints. */
-#include "internal.h"
+#include "buf_internal.h"
 #include "test.h"
 
 #include <errno.h>
@@ -258,8 +258,8 @@ static void test_composite_part_moves(void)
     for (size_t i = 0; i < sizeof text; i++)
         text[i] = (char)('a' + i % 26);
     REQUIRE(bp_buf_write_bytes(part, text, sizeof text) == BP_OK); /* now in pooled memory */
-    REQUIRE(part->mem->kind == BP_MEM_POOLED);
-    size_t old_size = bp_usable_size(part->mem);
+    REQUIRE(bp_buf_mem_of(part) != NULL && bp_buf_mem_of(part)->kind == BP_MEM_POOLED);
+    size_t old_size = bp_usable_size(bp_buf_mem_of(part));
     bp_buf *c = bp_buf_composite(pool, 4);
     CHECK_EQ(bp_buf_append(c, bp_buf_retain(part)), BP_OK);
     static char more[20000];

@@ -1,11 +1,14 @@
 /* test_buf_model.c — random bp_buf operations checked against a flat byte-array model:
  * every call's result code, indexes and bytes must match what the model says, failed calls
- * included (they must change nothing). Contiguous and composite buffers; fixed seed,
- * printed, replayable with BP_TEST_SEED. */
-#include "internal.h"
+ * included (they must change nothing). Contiguous and composite buffers, the composites also
+ * taking parts at either end, slices of other buffers, copies in and out, writes that let
+ * go of what they consumed, consolidation and shrinking; fixed seed, printed, replayable
+ * with BP_TEST_SEED. */
+#include "buf_internal.h"
 #include "test.h"
 
 #include <string.h>
+#include <unistd.h>
 
 #define MODEL_MAX 4096
 
@@ -29,7 +32,7 @@ static void compare(const bp_buf *b, const model *m)
 {
     if (b->reader != m->reader || b->writer != m->writer)
         mismatch("indexes differ");
-    if (b->capacity < m->writer || b->capacity > m->max)
+    if (bp_buf_capacity(b) < m->writer || bp_buf_capacity(b) > m->max)
         mismatch("capacity out of range");
     uint8_t got[MODEL_MAX];
     if (bp_buf_get_bytes(b, 0, got, m->writer) != BP_OK || memcmp(got, m->bytes, m->writer) != 0)
@@ -158,7 +161,7 @@ static void step(test_rng *r, bp_buf *b, model *m, bool composite)
             if (buf_set(b, idx, t, v) != BP_OK)
                 mismatch("set failed");
             model_store(m, idx, t, v);
-        } else if (idx + w > b->capacity && buf_set(b, idx, t, v) != BP_EBOUNDS) {
+        } else if (idx + w > bp_buf_capacity(b) && buf_set(b, idx, t, v) != BP_EBOUNDS) {
             mismatch("set past capacity accepted");
         }
         break;
@@ -213,7 +216,7 @@ static void step(test_rng *r, bp_buf *b, model *m, bool composite)
     case 7: { /* set_index */
         size_t rd = test_below(r, m->writer + 8), wr = test_below(r, m->writer + 8);
         expect = rd <= wr && wr <= m->writer ? BP_OK : BP_EBOUNDS; /* stay within known bytes */
-        if (expect == BP_OK || wr > b->capacity || rd > wr) {
+        if (expect == BP_OK || wr > bp_buf_capacity(b) || rd > wr) {
             if (bp_buf_set_index(b, rd, wr) != expect)
                 mismatch("set_index result differs");
             if (expect == BP_OK) {
@@ -253,16 +256,147 @@ static void step(test_rng *r, bp_buf *b, model *m, bool composite)
     }
 }
 
+/* A contiguous buffer of n random bytes (also copied to bytes), or, with parts > 1, a
+ * composite of them cut into that many parts. */
+static bp_buf *random_source(test_rng *r, size_t n, unsigned parts, uint8_t *bytes)
+{
+    for (size_t i = 0; i < n; i++)
+        bytes[i] = (uint8_t)test_rand(r);
+    if (parts <= 1) {
+        bp_buf *b = bp_buf_new(pool, n, 0);
+        bp_buf_write_bytes(b, bytes, n);
+        return b;
+    }
+    bp_buf *c = bp_buf_composite(pool, 0);
+    for (size_t at = 0, i = 0; i < parts; i++) {
+        size_t len = i + 1 == parts ? n - at : test_below(r, n - at + 1);
+        bp_buf *part = bp_buf_new(pool, len, 0);
+        bp_buf_write_bytes(part, bytes + at, len);
+        bp_buf_append(c, part);
+        at += len;
+    }
+    return c;
+}
+
+/* One random move of bytes into, out of or inside composite b; result codes, indexes and
+ * bytes must agree with the model. */
+static void composite_step(test_rng *r, bp_buf *b, model *m, int pipe_fds[2])
+{
+    uint8_t tmp[MODEL_MAX];
+    size_t n = test_below(r, 80);
+    size_t capacity = bp_buf_capacity(b);
+    int expect, err;
+    switch (test_below(r, 8)) {
+    case 0:   /* append a part */
+    case 1: { /* or a slice of a buffer, by reference */
+        bool by_slice = test_below(r, 2) == 0;
+        bp_buf *src = random_source(r, n, by_slice ? 1 + (unsigned)test_below(r, 3) : 1, tmp);
+        expect = b->writer != capacity ? BP_EINVAL : m->writer + n > m->max ? BP_ECAP : BP_OK;
+        err = by_slice ? bp_buf_append_slice(b, src, n) : bp_buf_append(b, src);
+        if (err != expect)
+            mismatch(by_slice ? "append_slice result differs" : "append result differs");
+        if (err == BP_OK) {
+            memcpy(m->bytes + m->writer, tmp, n);
+            m->writer += n;
+        }
+        if (by_slice && err == BP_OK && bp_buf_readable(src) != 0)
+            mismatch("append_slice left bytes in its source");
+        if (by_slice || err != BP_OK)
+            bp_buf_release(src);
+        break;
+    }
+    case 2: { /* prepend a part: the read bytes go, the part's come first */
+        bp_buf *src = random_source(r, n, 1, tmp);
+        expect = n + (capacity - m->reader) > m->max ? BP_ECAP : BP_OK;
+        err = bp_buf_prepend_part(b, src);
+        if (err != expect)
+            mismatch("prepend_part result differs");
+        if (err != BP_OK) {
+            bp_buf_release(src);
+            break;
+        }
+        size_t readable = m->writer - m->reader;
+        memmove(m->bytes + n, m->bytes + m->reader, readable);
+        memcpy(m->bytes, tmp, n);
+        m->reader = 0;
+        m->writer = n + readable;
+        break;
+    }
+    case 3: { /* copy in from another buffer */
+        bp_buf *src = random_source(r, n, 1 + (unsigned)test_below(r, 3), tmp);
+        size_t take = test_below(r, n + 2);
+        expect = take > n ? BP_EBOUNDS : m->writer + take > m->max ? BP_ECAP : BP_OK;
+        if (bp_buf_write_buf(b, src, take) != expect)
+            mismatch("write_buf in result differs");
+        if (expect == BP_OK) {
+            memcpy(m->bytes + m->writer, tmp, take);
+            m->writer += take;
+        }
+        bp_buf_release(src);
+        break;
+    }
+    case 4: { /* copy out into another buffer */
+        bp_buf *dst = bp_buf_new(pool, 0, 0);
+        expect = n > m->writer - m->reader ? BP_EBOUNDS : BP_OK;
+        if (bp_buf_write_buf(dst, b, n) != expect)
+            mismatch("write_buf out result differs");
+        if (expect == BP_OK) {
+            if (bp_buf_read_bytes(dst, tmp, n) != BP_OK || memcmp(tmp, m->bytes + m->reader, n))
+                mismatch("write_buf out bytes differ");
+            m->reader += n;
+        }
+        bp_buf_release(dst);
+        break;
+    }
+    case 5: /* a write to a pipe: what it consumed goes, the indexes follow */
+        if (m->writer > m->reader) {
+            ssize_t w = bp_buf_writev_fd(b, pipe_fds[1], n);
+            size_t want = BP_MIN(n ? n : SIZE_MAX, m->writer - m->reader);
+            if (w != (ssize_t)want || read(pipe_fds[0], tmp, want) != (ssize_t)want ||
+                memcmp(tmp, m->bytes + m->reader, want) != 0) {
+                mismatch("writev_fd differs");
+                break;
+            }
+            m->reader += want;
+            size_t gone = m->reader - b->reader;
+            memmove(m->bytes, m->bytes + gone, m->writer - gone);
+            m->writer -= gone;
+            m->reader -= gone;
+        }
+        break;
+    case 6: /* the threshold moves, or an explicit consolidation */
+        if (test_below(r, 2) == 0) {
+            if (bp_buf_set_consolidate_at(b, (unsigned)test_below(r, 24)) != BP_OK)
+                mismatch("set_consolidate_at failed");
+        } else if (bp_buf_consolidate(b) != BP_OK || bp_buf_part_count(b) > 1) {
+            mismatch("consolidate failed");
+        }
+        break;
+    default: /* a drained composite gives its parts back */
+        expect = m->writer != m->reader ? BP_EINVAL : BP_OK;
+        if (bp_buf_shrink(b) != expect)
+            mismatch("shrink result differs");
+        if (expect == BP_OK) {
+            m->reader = m->writer = 0;
+            if (bp_buf_part_count(b) != 0 || bp_buf_capacity(b) != 0)
+                mismatch("shrink kept parts");
+        }
+        break;
+    }
+}
+
 static void run(uint64_t seed, bool composite, long ops)
 {
     test_rng r = {seed};
     int before = test_failures;
+    int pipe_fds[2];
+    REQUIRE(pipe(pipe_fds) == 0);
     for (long round = 0; round < ops / 500 && test_failures == before; round++) {
         model m = {.max = 1024 + test_below(&r, MODEL_MAX - 1024)};
         bp_buf *b;
         if (composite) {
             b = bp_buf_composite(pool, 64);
-            b->max_capacity = m.max;
+            bp_buf_ext_of(b)->max_capacity = m.max;
             for (int i = (int)test_below(&r, 4); i > 0; i--) { /* a few parts to start */
                 size_t n = test_below(&r, 40);
                 bp_buf *part = bp_buf_new(pool, n, n);
@@ -277,13 +411,18 @@ static void run(uint64_t seed, bool composite, long ops)
             b = bp_buf_new(pool, test_below(&r, 200), m.max);
         }
         for (int i = 0; i < 500; i++, op++) {
-            step(&r, b, &m, composite);
+            if (composite && test_below(&r, 3) == 0)
+                composite_step(&r, b, &m, pipe_fds);
+            else
+                step(&r, b, &m, composite);
             if (i % 50 == 0)
                 compare(b, &m);
         }
         compare(b, &m);
         bp_buf_release(b);
     }
+    close(pipe_fds[0]);
+    close(pipe_fds[1]);
 }
 
 static void test_model(void)

@@ -39,7 +39,7 @@ static int count_purge(void *addr, size_t size, void *ctx)
 
 static bp_os os_for(counting_os *c)
 {
-    return (bp_os){count_map, count_unmap, count_purge, c};
+    return (bp_os){.map = count_map, .unmap = count_unmap, .purge = count_purge, .ctx = c};
 }
 
 /* An uncached pool (blocks go straight back to their runs) over a counting OS layer. */

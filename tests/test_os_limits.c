@@ -163,7 +163,7 @@ static void at_map_count_limit(void *arg)
     (void)arg;
     long max = max_map_count();
     counts c = {0, 0};
-    bp_os os = {counted_map, counted_unmap, counted_purge, &c};
+    bp_os os = {.map = counted_map, .unmap = counted_unmap, .purge = counted_purge, .ctx = &c};
     bp_config cfg;
     bp_config_defaults(&cfg);
     cfg.page_size = 4 * KiB;

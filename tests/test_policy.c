@@ -278,30 +278,35 @@ static unsigned smallest_class_at_least(const bp_size_classes *sc, size_t size)
     return cls;
 }
 
-/* Every entry, for every page and chunk size bp_pool_new accepts: entry i serves the sizes
- * (i-1)*16+1 .. i*16 (entry 0 serves size 0, as class 0), so every size in the entry's range
- * must map to the same smallest class >= it. */
+/* Every entry of both tables, for every page and chunk size bp_pool_new accepts: lookup
+ * entry i serves the sizes (i-1)*16+1 .. i*16 (entry 0 serves size 0, as class 0), and
+ * bufpool.h's bin_of, at bp_fast_index(size), must give the bin of the smallest class >= size
+ * for every size up to BP_FAST_MAX while that class is cached, 0 above. */
 static void test_bin_lookup_every_entry(void)
 {
     static bp_size_classes sc;
-    CHECK_EQ(sizeof sc.bin_lookup / sizeof sc.bin_lookup[0],
-             (BP_MAX_LOOKUP >> BP_LOG2_QUANTUM) + 1);
+    static uint16_t bin_of[BP_FAST_ENTRIES];
+    CHECK_EQ(bp_fast_index(BP_FAST_MAX), BP_FAST_ENTRIES - 1);
     unsigned bad = 0;
     for (size_t page = 4096; page <= 65536; page <<= 1) {
         for (size_t chunk = page << 1; chunk <= page << 14; chunk <<= 1) {
             REQUIRE(bp_size_classes_init(&sc, page, chunk) == 0);
-            for (size_t size = 0; size <= BP_MAX_LOOKUP; size++) {
-                size_t entry = (size + BP_QUANTUM - 1) >> BP_LOG2_QUANTUM;
-                unsigned want = smallest_class_at_least(&sc, BP_MAX(size, 1));
-                if (sc.bin_lookup[entry] != bp_bin_offset(want) || sc.lookup[entry] != want) {
-                    if (bad++ < 5)
-                        fprintf(stderr,
-                                "  page %zu chunk %zu: size %zu (entry %zu): bin_lookup %u "
-                                "lookup %u, expected %u (class %u, %u bytes)\n",
-                                page, chunk, size, entry, (unsigned)sc.bin_lookup[entry],
-                                (unsigned)sc.lookup[entry], bp_bin_offset(want), want,
-                                (unsigned)sc.size[want]);
-                }
+            unsigned cached = smallest_class_at_least(&sc, BP_MIN(chunk, 64 << 10));
+            bp_size_classes_fast_table(&sc, cached, bin_of);
+            unsigned want = 0;
+            for (size_t size = 0; size <= BP_FAST_MAX; size++) {
+                while (want < sc.nclasses && sc.size[want] < size)
+                    want++;
+                size_t entry = bp_fast_index(size);
+                unsigned bin = want < cached ? bp_bin_offset(want) : 0;
+                bool lookup_ok = size > BP_MAX_LOOKUP ||
+                                 sc.lookup[(size + BP_QUANTUM - 1) >> BP_LOG2_QUANTUM] == want;
+                if ((bin_of[entry] != bin || !lookup_ok) && bad++ < 5)
+                    fprintf(stderr,
+                            "  page %zu chunk %zu: size %zu (entry %zu): bin_of %u, expected "
+                            "%u (class %u); lookup %s\n",
+                            page, chunk, size, entry, (unsigned)bin_of[entry], bin, want,
+                            lookup_ok ? "right" : "wrong");
             }
         }
     }
@@ -317,10 +322,10 @@ static void test_bin_lookup_through_alloc(void)
     cfg.arenas = 1;
     bp_pool *pool = bp_pool_new(&cfg);
     REQUIRE(pool != NULL);
-    REQUIRE(pool->max_cached_size >= BP_MAX_LOOKUP);
+    REQUIRE(pool->max_cached_size >= BP_FAST_MAX);
     enum { PER_CLASS = 2 };
     void *warm[BP_MAX_CLASSES][PER_CLASS];
-    unsigned top = smallest_class_at_least(&pool->sc, BP_MAX_LOOKUP);
+    unsigned top = smallest_class_at_least(&pool->sc, BP_FAST_MAX);
     for (unsigned cls = 0; cls <= top; cls++)
         for (int i = 0; i < PER_CLASS; i++)
             REQUIRE((warm[cls][i] = bp_alloc(pool, pool->sc.size[cls])) != NULL);
@@ -328,7 +333,7 @@ static void test_bin_lookup_through_alloc(void)
         for (int i = 0; i < PER_CLASS; i++)
             bp_free(warm[cls][i]);
     unsigned bad = 0;
-    for (size_t size = 1; size <= BP_MAX_LOOKUP; size++) {
+    for (size_t size = 1; size <= BP_FAST_MAX; size++) {
         void *p = bp_alloc(pool, size);
         REQUIRE(p != NULL);
         size_t want = pool->sc.size[smallest_class_at_least(&pool->sc, size)];

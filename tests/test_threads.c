@@ -232,8 +232,27 @@ static void test_thread_churn(void)
 
 /* ---- trim -------------------------------------------------------------------------------- */
 
+/* Bytes of the blocks this thread's cache holds for the pool. */
+static size_t cached_bytes(bp_pool *pool)
+{
+    size_t bytes = 0;
+    for (unsigned c = 0; c < pool->sc.nclasses; c++)
+        bytes += bp_tcache_cached_class(pool, c) * pool->sc.size[c];
+    return bytes;
+}
+
+/* BP_TRIM_CHECK_EVERY refills, each the first allocation of a class not used before (from
+ * *next on): the cache looks for a due trim at one of them. */
+static void refills(bp_pool *pool, unsigned *next)
+{
+    for (unsigned i = 0; i < BP_TRIM_CHECK_EVERY; i++)
+        bp_free(bp_alloc(pool, pool->sc.size[(*next)++]));
+}
+
 /* Netty's rule: at each trim, a bin gives back (capacity - allocations it served since the
- * previous trim) of its oldest entries. */
+ * previous trim) of its oldest entries. A trim is due once the bins served trim_interval
+ * allocations, and happens at a later refill or overflow (the fast paths count nothing but
+ * hits; the cache looks every BP_TRIM_CHECK_EVERY of them). */
 static void test_trim(void)
 {
     bp_config cfg;
@@ -243,34 +262,39 @@ static void test_trim(void)
     bp_pool *pool = bp_pool_new(&cfg);
     REQUIRE(pool != NULL);
     unsigned c64 = bp_size_to_class(&pool->sc, 64), c128 = bp_size_to_class(&pool->sc, 128);
+    unsigned fresh = bp_size_to_class(&pool->sc, 1024); /* classes the test uses once each */
     void *p[300];
     for (int i = 0; i < 300; i++) /* allocations 1..300 */
         p[i] = bp_alloc(pool, 64);
     for (int i = 0; i < 300; i++)
         bp_free(p[i]);
     CHECK_EQ(bp_tcache_cached_class(pool, c64), 256); /* full; the rest went to the arena */
-    for (int i = 0; i < 700; i++)                     /* allocations 301..1000: the first trim */
+    for (int i = 0; i < 700; i++)                     /* allocations 301..1000 */
         bp_free(bp_alloc(pool, 128));
+    CHECK_EQ(bp_tcache_cached_class(pool, c64), 256); /* due, but no refill yet */
+    refills(pool, &fresh);                            /* the first trim */
     /* the 64 B bin served 300 >= 256 in the first interval: it keeps everything */
     CHECK_EQ(bp_tcache_cached_class(pool, c64), 256);
     for (int i = 0; i < 200; i++) /* 200 of the 64 B entries in use during interval two */
         p[i] = bp_alloc(pool, 64);
     for (int i = 0; i < 200; i++)
         bp_free(p[i]);
-    for (int i = 0; i < 799; i++) /* up to allocation 1999 */
+    for (int i = 0; i < 800; i++) /* 1000 allocations in the interval */
         bp_free(bp_alloc(pool, 128));
     CHECK_EQ(bp_tcache_cached_class(pool, c64), 256);
-    bp_free(bp_alloc(pool, 128)); /* allocation 2000: the second trim gives back 256 - 200 */
+    refills(pool, &fresh); /* the second trim: 256 - 200 go back */
     CHECK_EQ(bp_tcache_cached_class(pool, c64), 200);
     CHECK_EQ(bp_tcache_cached_class(pool, c128), 128); /* one refill: half the bin */
     for (int i = 0; i < 1000; i++) /* interval three: no 64 B allocation, all 200 go back */
         bp_free(bp_alloc(pool, 128));
+    refills(pool, &fresh);
     CHECK_EQ(bp_tcache_cached_class(pool, c64), 0);
     /* what the bin overflowed with at the start waits in the arena's transfer cache */
     bp_arena_counters c;
     bp_arena_drain_transfers(&pool->arenas[0]);
     bp_pool_counters(pool, &c);
-    CHECK_EQ(c.active_bytes, bp_tcache_cached_blocks(pool) * 128); /* the 128 B bin only */
+    CHECK_EQ(c.active_bytes, cached_bytes(pool));
+    CHECK(cached_bytes(pool) > 0);
     bp_thread_flush(pool);
     CHECK_EQ(bp_tcache_cached_blocks(pool), 0);
     bp_pool_counters(pool, &c);

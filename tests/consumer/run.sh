@@ -48,7 +48,7 @@ expect_run() { # what command...: the program must print "installed 9"
 }
 
 export PKG_CONFIG_PATH=$lib/pkgconfig
-[[ $(pkg-config --modversion bufpool) == 1.0.0 ]] || fail "pkg-config --modversion: $(pkg-config --modversion bufpool)"
+[[ $(pkg-config --modversion bufpool) == 2.0.0 ]] || fail "pkg-config --modversion: $(pkg-config --modversion bufpool)"
 flags="-std=c11 -Wall -Wextra -Wpedantic -Werror"
 # shellcheck disable=SC2046,SC2086
 cc $flags -o "$prefix/with-pkg-config" "$src/tests/consumer/main.c" $(pkg-config --cflags --libs bufpool)
