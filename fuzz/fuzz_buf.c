@@ -3,7 +3,7 @@
  * buffer's own bytes) on a pooled buffer or on wrapped memory (a caller's array, or NULL
  * and 0 bytes), each checked against a flat byte-array model: result codes, indexes and
  * contents must agree. */
-#include "internal.h"
+#include "front.h"
 
 #include <string.h>
 #include <sys/uio.h>

@@ -2,7 +2,7 @@
  * and whatever it says the resulting config makes a pool (bad keys, values and page/chunk
  * combinations keep their defaults): only ENOMEM may refuse it. The pool then allocates and
  * is destroyed. Run it with -close_fd_mask=2: the warnings are expected. */
-#include "internal.h"
+#include "front.h"
 
 #include <errno.h>
 #include <stdio.h>

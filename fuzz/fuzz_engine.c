@@ -2,7 +2,7 @@
  * aligned, realloc, free, free_sized, trim, flush) on a small pool, checked against a model
  * of live blocks: every block keeps its fill until freed, usable sizes cover requests, and
  * the invariant walker passes at the end of every input. */
-#include "internal.h"
+#include "front.h"
 
 #include <string.h>
 

@@ -6,11 +6,12 @@
 #   format   clang-format over every source  bench  the benchmark suite, --quick (smoke)
 #   valgrind the single-threaded tests under memcheck, in a build announcing blocks to it
 #   fuzz     each libFuzzer target: its corpus as regression tests, then 30 s of fuzzing
+#   layers   scripts/check-layers.sh: each header compiles alone, no include of a higher layer
 # BP_TEST_CONFIGS selects a subset, e.g. BP_TEST_CONFIGS="checked format".
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh || exit 1
-configs=${BP_TEST_CONFIGS:-checked asan tsan clang valgrind fuzz format bench}
+configs=${BP_TEST_CONFIGS:-checked asan tsan clang valgrind fuzz format layers bench}
 jobs=$(nproc)
 passed=0
 failed=0
@@ -117,6 +118,10 @@ for c in $configs; do
         echo "=== format"
         bash scripts/format-check.sh
         record format $? ;;
+    layers)
+        echo "=== layers"
+        bash scripts/check-layers.sh
+        record layers $? ;;
     bench)
         echo "=== bench --quick (smoke run: figures are not measurements)"
         bash scripts/bench.sh --quick --out build/bench-quick

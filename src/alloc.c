@@ -2,7 +2,7 @@
  * class and arena (or the huge path); bp_free finds the chunk of a pointer and checks it. */
 /* bp_alloc and bp_free are defined here as exported functions too */
 #define BP_EXPORT_FAST_PATHS 1
-#include "internal.h"
+#include "front.h"
 
 #include <errno.h>
 #include <string.h>
@@ -49,8 +49,8 @@ void *bp_alloc_aligned_huge(bp_pool *pool, size_t align, size_t size)
 
 static void *alloc_class(bp_pool *pool, unsigned cls)
 {
-    return cls < pool->cache_classes ? bp_tcache_alloc_slow(pool, cls)
-                                     : bp_arena_alloc(bp_thread_arena(pool), cls);
+    return cls < pool->engine.cache_classes ? bp_tcache_alloc_slow(pool, cls)
+                                            : bp_arena_alloc(bp_thread_arena(pool), cls);
 }
 
 /* Everything the fast path does not serve: a first use, an empty bin, uncached classes,
@@ -60,8 +60,8 @@ static void *alloc_slow(bp_pool *pool, size_t size)
     bp_pool_check_live(pool, "bp_alloc");
     if (bp_unlikely(pool->config.background_thread))
         bp_background_ensure();
-    if (size <= pool->chunk_size) {
-        unsigned cls = bp_size_to_class(&pool->sc, size);
+    if (size <= pool->engine.chunk_size) {
+        unsigned cls = bp_size_to_class(&pool->engine.sc, size);
         void *p = alloc_class(pool, cls);
         if (bp_unlikely(p == NULL) && reclaimed(pool))
             p = alloc_class(pool, cls);
@@ -114,7 +114,7 @@ void *bp_calloc(bp_pool *pool, size_t n, size_t size)
     size_t total;
     if (__builtin_mul_overflow(n, size, &total))
         return fail(ENOMEM);
-    if (total > pool->chunk_size) {
+    if (total > pool->engine.chunk_size) {
         /* a new mapping is zero already; a reused one is cleared by the arena */
         bp_pool_check_live(pool, "bp_alloc");
         if (bp_unlikely(pool->config.background_thread))
@@ -137,23 +137,24 @@ void *bp_calloc(bp_pool *pool, size_t n, size_t size)
 static void *aligned_unannounced(bp_pool *pool, size_t align, size_t size)
 {
     bp_pool_check_live(pool, "bp_aligned_alloc");
-    if (!bp_is_pow2(align) || align > pool->chunk_size)
+    if (!bp_is_pow2(align) || align > pool->engine.chunk_size)
         return fail(EINVAL);
     if (align <= BP_QUANTUM)
         return alloc_unannounced(pool, size);
     size_t want = BP_MAX(size, align);
-    if (want > pool->chunk_size)
+    if (want > pool->engine.chunk_size)
         return alloc_huge(pool, size, align);
     /* The smallest class that is a multiple of align: its elements (or its run) land on
      * multiples of align. */
-    const bp_size_classes *sc = &pool->sc;
+    const bp_size_classes *sc = &pool->engine.sc;
     unsigned cls = bp_size_to_class(sc, want);
     while (cls < sc->nclasses && sc->size[cls] % align != 0)
         cls++;
     if (cls == sc->nclasses)
         return alloc_huge(pool, size, align);
-    if (align <= pool->page_size && cls < pool->cache_classes) /* any block of it is aligned */
-        return alloc_unannounced(pool, pool->sc.size[cls]);
+    if (align <= pool->engine.page_size &&
+        cls < pool->engine.cache_classes) /* any block of it is aligned */
+        return alloc_unannounced(pool, pool->engine.sc.size[cls]);
     bp_arena *arena = bp_thread_arena(pool);
     void *p = bp_arena_alloc_aligned(arena, cls, align);
     if (p == NULL && reclaimed(pool))
@@ -268,7 +269,7 @@ void bp_free_slow(void *p, size_t size, const char *what)
 #endif
 #if BP_CHECKED
     check_free(what, p);
-    size_t usable = b.info != 0 ? chunk->pool->sc.size[bp_info_class(b.info)] : chunk->size;
+    size_t usable = b.info != 0 ? chunk->engine->sc.size[bp_info_class(b.info)] : chunk->size;
     if (size > usable)
         bp_fatal("%s(%p, %zu): the block holds only %zu bytes", what, p, size, usable);
 #else
@@ -279,7 +280,7 @@ void bp_free_slow(void *p, size_t size, const char *what)
         return;
     }
     unsigned cls = bp_info_class(b.info);
-    if (cls >= chunk->pool->cache_classes) {
+    if (cls >= chunk->engine->cache_classes) {
         __atomic_add_fetch(&chunk->arena->counters.classes[cls].program_frees, 1, __ATOMIC_RELAXED);
         bp_arena_free(chunk->arena, chunk, (uintptr_t)p, b.info);
         return;
@@ -309,7 +310,7 @@ static size_t usable_size(const void *p, const char *what)
     block b = find_block(what, p);
     if (b.info == 0)
         return b.chunk->size;
-    return b.chunk->pool->sc.size[bp_info_class(b.info)];
+    return b.chunk->engine->sc.size[bp_info_class(b.info)];
 }
 
 size_t bp_usable_size(const void *p)
@@ -335,18 +336,18 @@ void *bp_realloc_as(bp_pool *pool, void *p, size_t size, const char *what)
     size_t usable;
     if (b.info != 0) {
         unsigned cls = bp_info_class(b.info);
-        usable = b.chunk->pool->sc.size[cls];
+        usable = b.chunk->engine->sc.size[cls];
         /* Same pool, same class: nothing to do. A block aligned beyond its size keeps its
          * larger class only while the new size still needs it. */
-        if (b.chunk->pool == pool && size <= pool->chunk_size &&
-            bp_size_to_class(&pool->sc, size) == cls) {
+        if (b.chunk->pool == pool && size <= pool->engine.chunk_size &&
+            bp_size_to_class(&pool->engine.sc, size) == cls) {
             bp_track_resize(pool, p, usable); /* tool builds: the whole block, as before */
             return p;
         }
     } else {
         usable = b.chunk->size;
-        if (b.chunk->pool == pool && size > pool->chunk_size) {
-            if (bp_align_up(size, pool->page_size) == usable)
+        if (b.chunk->pool == pool && size > pool->engine.chunk_size) {
+            if (bp_align_up(size, pool->engine.page_size) == usable)
                 return p;
             /* in place or moved by the OS (mremap), without a copy; NULL: copy below */
             void *q = bp_arena_realloc_huge(b.chunk->arena, b.chunk, size);

@@ -1,6 +1,8 @@
 /* arena.c — an arena: the lock, the subpage pools per small class, the chunk lists, huge
  * blocks and the counters; the slow paths of allocation and free all end here. */
-#include "internal.h"
+#include "arena.h"
+#include "chunk_map.h"
+#include "track.h"
 
 #include <string.h>
 #include <time.h>
@@ -30,81 +32,37 @@ static huge_desc *desc_of(bp_chunk *huge)
     return (huge_desc *)huge;
 }
 
-/* A range the OS layer refused to unmap (at vm.max_map_count, say). It is still mapped and
- * purged; this node lives in its first bytes, so keeping it needs no memory and nothing that
- * could fail at the OS's limits. `counted`: the bytes memory_limit still counts for it,
- * uncounted when a later try unmaps it. Linked from arena->stuck, under the arena lock. */
-typedef struct stuck_range {
-    struct stuck_range *next;
+/* A huge mapping let go under the lock, waiting in arena->unmap_pending for arena_unlock to
+ * unmap it: this node lives in its first bytes. `counted`: what memory_limit still counts. */
+typedef struct pending_unmap {
+    struct pending_unmap *next;
     size_t size, counted;
-} stuck_range;
+} pending_unmap;
 
 /* Checked builds keep this many freed huge blocks per arena mapped (purged, uncounted) before
  * unmapping the oldest: a new huge block cannot take the address of a block freed since, so a
  * second free of that block is reported instead of freeing the new one. */
 #define HUGE_QUARANTINE 8
 
-void bp_arena_init(bp_arena *arena, bp_pool *pool, unsigned index)
+void bp_arena_init(bp_arena *arena, bp_engine *engine, unsigned index)
 {
     memset(arena, 0, sizeof *arena);
     arena->lock = (bp_lock)BP_LOCK_INIT;
-    arena->pool = pool;
+    arena->engine = engine;
+    arena->pool = engine->pool;
     arena->index = index;
-    bp_chunk_lists_init(arena->lists, pool->sc.chunk_pages);
+    bp_chunk_lists_init(arena->lists, engine->sc.chunk_pages);
     for (unsigned cls = 0; cls < BP_MAX_CLASSES; cls++)
         bp_subpage_pool_init(&arena->small[cls]);
-}
-
-/* ---- unmapping, and ranges the OS refused to unmap -------------------------------------- */
-
-/* Under the lock: a range the OS refused to unmap joins the stuck list. */
-static void keep_stuck(bp_arena *arena, void *addr, size_t size, size_t counted)
-{
-    stuck_range *r = addr;
-    r->next = arena->stuck;
-    r->size = size;
-    r->counted = counted;
-    arena->stuck = r;
-}
-
-/* Under the lock: unmaps [addr, addr+size) and uncounts `counted` bytes, or keeps the range
- * stuck. Returns the bytes unmapped. */
-static size_t unmap_range(bp_arena *arena, void *addr, size_t size, size_t counted)
-{
-    if (bp_os_unmap(&arena->pool->os, addr, size) != 0) {
-        keep_stuck(arena, addr, size, counted);
-        return 0;
-    }
-    bp_pool_unreserve(arena->pool, counted);
-    return size;
-}
-
-void bp_arena_unmap(bp_arena *arena, void *addr, size_t size)
-{
-    unmap_range(arena, addr, size, size);
-}
-
-/* Under the lock: every stuck range tried once more; returns the bytes unmapped. */
-static size_t retry_stuck(bp_arena *arena)
-{
-    size_t released = 0;
-    stuck_range *list = arena->stuck;
-    arena->stuck = NULL;
-    while (list != NULL) {
-        stuck_range *r = list;
-        list = r->next;
-        released += unmap_range(arena, r, r->size, r->counted);
-    }
-    return released;
 }
 
 /* ---- huge mappings unmapped after the lock ---------------------------------------------
  * Giving a large range back takes the kernel a while (tens of microseconds for tens of MiB),
  * and every thread of the arena would wait for it. So a huge mapping let go under the lock
  * is only taken out of the chunk map there and queued on unmap_pending (the node lives in the
- * range's first bytes, as a stuck range's does); arena_unlock unmaps the queue after the
- * release. memory_limit stays exact: a range's bytes are uncounted after its unmap succeeded,
- * and one the OS refuses joins the stuck list, still counted. */
+ * range's first bytes); arena_unlock unmaps the queue after the release. memory_limit stays
+ * exact: a range's bytes are uncounted after its unmap succeeded, and one the OS refuses
+ * joins the OS layer's stuck list, still counted. */
 
 static void desc_give(bp_arena *arena, bp_chunk *desc);
 
@@ -115,44 +73,26 @@ static void defer_unmap_huge(bp_arena *arena, bp_chunk *huge, size_t counted)
     uintptr_t base = huge->base;
     size_t size = huge->map_size;
     bp_chunk_map_unregister(base, BP_MAP_GRANULE); /* before the range can be mapped again */
-    bp_os_region_remove(&arena->pool->os, huge);   /* before it is unmapped */
-    bp_unpoison((void *)base, size);               /* the range may be reused */
+    bp_os_region_remove(&arena->engine->memory.os, base, size, &huge->region); /* before unmap */
+    bp_unpoison((void *)base, size); /* the range may be reused */
     desc_give(arena, huge);
-    stuck_range *r = (stuck_range *)base;
+    pending_unmap *r = (pending_unmap *)base;
     r->next = arena->unmap_pending;
     r->size = size;
     r->counted = counted;
     arena->unmap_pending = r;
 }
 
-/* Outside the lock: the queued ranges unmapped, refused ones back on the stuck list; the
- * bytes unmapped. */
-static bp_noinline size_t unmap_queued(bp_arena *arena, stuck_range *queue)
+/* Outside the lock: the queued ranges unmapped (refused ones stay counted on the OS layer's
+ * stuck list); the bytes unmapped. */
+static bp_noinline size_t unmap_queued(bp_arena *arena, pending_unmap *queue)
 {
     size_t released = 0;
-    stuck_range *refused = NULL;
     while (queue != NULL) {
-        stuck_range *r = queue;
+        pending_unmap *r = queue;
         queue = r->next;
-        size_t size = r->size, counted = r->counted; /* a refused unmap purges the node too */
-        if (bp_os_unmap(&arena->pool->os, r, size) == 0) {
-            bp_pool_unreserve(arena->pool, counted);
-            released += size;
-        } else {
-            r->next = refused;
-            r->size = size;
-            r->counted = counted;
-            refused = r;
-        }
-    }
-    if (refused != NULL) {
-        bp_lock_acquire(&arena->lock);
-        while (refused != NULL) {
-            stuck_range *r = refused;
-            refused = r->next;
-            keep_stuck(arena, r, r->size, r->counted);
-        }
-        bp_lock_release(&arena->lock);
+        size_t size = r->size, counted = r->counted; /* the node goes with the range */
+        released += bp_os_unmap_counted(&arena->engine->memory, r, size, counted);
     }
     return released;
 }
@@ -161,7 +101,7 @@ static bp_noinline size_t unmap_queued(bp_arena *arena, stuck_range *queue)
  * of the lock after work that may let a huge mapping go is this. */
 bp_inline size_t arena_unlock(bp_arena *arena)
 {
-    stuck_range *queue = arena->unmap_pending;
+    pending_unmap *queue = arena->unmap_pending;
     if (bp_likely(queue == NULL)) {
         bp_lock_release(&arena->lock);
         return 0;
@@ -208,27 +148,15 @@ static bp_chunk *huge_cache_take(bp_arena *arena, size_t map_size, size_t align)
     return huge;
 }
 
-/* A huge block out of the chunk map and unmapped; false when the OS refused (the caller keeps
- * the range stuck, under the lock). Counted bytes are the caller's too. */
-static bool unmap_huge(bp_arena *arena, bp_chunk *huge)
-{
-    bp_chunk_map_unregister(huge->base, BP_MAP_GRANULE);
-    bp_os_region_remove(&arena->pool->os, huge);
-    bp_unpoison((void *)huge->base, huge->map_size); /* quarantined: the range may be reused */
-    return bp_os_unmap(&arena->pool->os, (void *)huge->base, huge->map_size) == 0;
-}
-
-/* At destroy: a huge block (live, cached or quarantined) unmapped or kept stuck; returns the
- * bytes unmapped. */
+/* At destroy: a huge block (live, cached or quarantined) out of the chunk map and unmapped,
+ * or kept on the OS layer's stuck list; returns the bytes unmapped. */
 static size_t release_huge_memory(bp_arena *arena, bp_chunk *huge)
 {
     size_t counted = huge->kind == BP_CHUNK_HUGE_FREED ? 0 : huge->map_size;
-    if (!unmap_huge(arena, huge)) {
-        keep_stuck(arena, (void *)huge->base, huge->map_size, counted);
-        return 0;
-    }
-    bp_pool_unreserve(arena->pool, counted);
-    return huge->map_size;
+    bp_chunk_map_unregister(huge->base, BP_MAP_GRANULE);
+    bp_os_region_remove(&arena->engine->memory.os, huge->base, huge->map_size, &huge->region);
+    bp_unpoison((void *)huge->base, huge->map_size); /* quarantined: the range may be reused */
+    return bp_os_unmap_counted(&arena->engine->memory, (void *)huge->base, huge->map_size, counted);
 }
 
 /* At destroy: cache entry i unmapped (counted bytes uncounted) or kept stuck. */
@@ -252,7 +180,7 @@ static void defer_cached(bp_arena *arena, unsigned i)
  * be kept (no cache, or larger than the bound). */
 static bool huge_cache_put(bp_arena *arena, bp_chunk *huge)
 {
-    const bp_config *cfg = &arena->pool->config;
+    const bp_engine *cfg = arena->engine;
     if (cfg->purge_decay_ms == 0 || huge->map_size > cfg->huge_cache_bytes)
         return false;
     while (arena->nhuge_cached == BP_HUGE_CACHE_SLOTS ||
@@ -296,10 +224,9 @@ void bp_arena_destroy(bp_arena *arena)
         release_cached(arena, 0);
     for (desc_slab *slab = arena->desc_slabs; slab != NULL;) {
         desc_slab *next = slab->next;
-        bp_arena_unmap(arena, slab, DESC_SLAB_SIZE);
+        bp_os_unmap_counted(&arena->engine->memory, slab, DESC_SLAB_SIZE, DESC_SLAB_SIZE);
         slab = next;
     }
-    retry_stuck(arena); /* what is refused now stays mapped, purged, for good */
 }
 
 /* ---- runs from the chunk lists ---------------------------------------------------------- */
@@ -311,8 +238,8 @@ static void purge_tick(bp_arena *arena);
 static bp_chunk *alloc_run(bp_arena *arena, unsigned cls, uint32_t align_pages, bool subpage,
                            uint32_t *offset)
 {
-    uint32_t need = bp_class_run_pages(&arena->pool->sc, cls, subpage);
-    unsigned pc = bp_pages_to_page_class_ceil(&arena->pool->sc, need);
+    uint32_t need = bp_class_run_pages(&arena->engine->sc, cls, subpage);
+    unsigned pc = bp_pages_to_page_class_ceil(&arena->engine->sc, need);
     purge_tick(arena);
     for (size_t i = 0; i < sizeof alloc_order / sizeof alloc_order[0]; i++) {
         bp_chunk_list *list = &arena->lists[alloc_order[i]];
@@ -335,7 +262,7 @@ static bp_chunk *alloc_run(bp_arena *arena, unsigned cls, uint32_t align_pages, 
         arena->nretained--;
         arena->counters.chunks_reused++;
     } else {
-        chunk = bp_chunk_new(arena);
+        chunk = bp_chunk_new(arena->engine, arena);
         if (chunk == NULL)
             return NULL;
         arena->counters.chunks_mapped++;
@@ -354,7 +281,8 @@ static bp_chunk *alloc_run(bp_arena *arena, unsigned cls, uint32_t align_pages, 
 static void unmap_chunk(bp_arena *arena, bp_chunk *chunk)
 {
     size_t size = chunk->size;
-    bool stuck_before = arena->stuck != NULL; /* a range refused just now is not retried */
+    /* a range refused just now is not retried */
+    bool stuck_before = bp_os_has_stuck(&arena->engine->memory);
     if (!bp_chunk_try_delete(chunk)) {
         chunk->next = arena->retained;
         arena->retained = chunk;
@@ -364,7 +292,7 @@ static void unmap_chunk(bp_arena *arena, bp_chunk *chunk)
     arena->counters.chunks_unmapped++;
     arena->counters.chunk_bytes -= size;
     if (bp_unlikely(stuck_before))
-        retry_stuck(arena);
+        bp_os_retry_stuck(&arena->engine->memory);
 }
 
 /* Purges every chunk's pages that were already dirty at the previous epoch: a freed page is
@@ -372,7 +300,7 @@ static void unmap_chunk(bp_arena *arena, bp_chunk *chunk)
  * lock, at most once an epoch, and from the background thread when the pool has one. */
 static void purge_tick(bp_arena *arena)
 {
-    int decay = arena->pool->config.purge_decay_ms;
+    int decay = arena->engine->purge_decay_ms;
     if (decay <= 0)
         return;
     uint64_t now = bp_now_ms();
@@ -402,7 +330,7 @@ void bp_arena_purge_decayed(bp_arena *arena)
 static void after_run_free(bp_arena *arena, bp_chunk *chunk)
 {
     if (bp_chunk_list_after_free(chunk)) {
-        if (arena->nretained < arena->pool->config.retained_chunks) {
+        if (arena->nretained < arena->engine->retained_chunks) {
             chunk->next = arena->retained;
             arena->retained = chunk;
             arena->nretained++;
@@ -411,7 +339,7 @@ static void after_run_free(bp_arena *arena, bp_chunk *chunk)
             chunk = NULL;
         }
     }
-    if (chunk != NULL && arena->pool->config.purge_decay_ms == 0)
+    if (chunk != NULL && arena->engine->purge_decay_ms == 0)
         arena->counters.purged_bytes += bp_chunk_purge(chunk, true);
     purge_tick(arena);
 }
@@ -433,7 +361,8 @@ static void *alloc_small_locked(bp_arena *arena, unsigned cls)
         if (chunk == NULL)
             return NULL;
         sp = bp_chunk_subpage(chunk, off);
-        bp_subpage_init(sp, chunk, off, cls, &arena->pool->sc);
+        bp_subpage_init(sp, chunk, chunk->base + ((uintptr_t)off << chunk->page_shift), off, cls,
+                        &arena->engine->sc);
         bp_subpage_pool_push(head, sp);
     }
     uint32_t idx = bp_subpage_take(sp);
@@ -460,13 +389,13 @@ static void *alloc_normal_locked(bp_arena *arena, unsigned cls, uint32_t align_p
     }
     arena->counters.alloc_normal++;
     arena->counters.classes[cls].allocs++;
-    arena->counters.active_bytes += arena->pool->sc.size[cls];
+    arena->counters.active_bytes += arena->engine->sc.size[cls];
     return p;
 }
 
 unsigned bp_arena_alloc_batch(bp_arena *arena, unsigned cls, void **out, unsigned n)
 {
-    bool small = bp_class_is_small(&arena->pool->sc, cls);
+    bool small = bp_class_is_small(&arena->engine->sc, cls);
     unsigned got = 0;
     bp_lock_acquire(&arena->lock);
     arena->counters.lock_allocs++;
@@ -509,8 +438,8 @@ static bp_noinline void *alloc_slow(bp_arena *arena, unsigned cls, bool locked)
     if (!locked)
         bp_lock_acquire(&arena->lock);
     arena->counters.lock_allocs++;
-    void *p = bp_class_is_small(&arena->pool->sc, cls) ? alloc_small_locked(arena, cls)
-                                                       : alloc_normal_locked(arena, cls, 1);
+    void *p = bp_class_is_small(&arena->engine->sc, cls) ? alloc_small_locked(arena, cls)
+                                                         : alloc_normal_locked(arena, cls, 1);
     arena_unlock(arena);
     return p;
 }
@@ -526,7 +455,7 @@ void *bp_arena_alloc(bp_arena *arena, unsigned cls)
     arena->counters.lock_allocs++;
     arena->counters.alloc_normal++;
     arena->counters.classes[cls].allocs++;
-    arena->counters.active_bytes += arena->pool->sc.size[cls];
+    arena->counters.active_bytes += arena->engine->sc.size[cls];
     if (bp_unlikely(__atomic_exchange_n(&arena->lock.state, 0, __ATOMIC_RELEASE) == 2))
         return wake_returning(&arena->lock, p);
     return p;
@@ -536,7 +465,7 @@ void *bp_arena_alloc(bp_arena *arena, unsigned cls)
  * start on pages); larger ones by a whole run placed at an aligned page. */
 void *bp_arena_alloc_aligned(bp_arena *arena, unsigned cls, size_t align)
 {
-    size_t page = arena->pool->page_size;
+    size_t page = arena->engine->page_size;
     if (align <= page)
         return bp_arena_alloc(arena, cls);
     bp_lock_acquire(&arena->lock);
@@ -548,13 +477,10 @@ void *bp_arena_alloc_aligned(bp_arena *arena, unsigned cls, size_t align)
 static bp_chunk *desc_take(bp_arena *arena)
 {
     if (arena->desc_free == NULL) {
-        if (!bp_pool_reserve(arena->pool, DESC_SLAB_SIZE))
-            return NULL; /* memory_limit counts descriptors too */
-        desc_slab *slab = bp_os_map(&arena->pool->os, DESC_SLAB_SIZE, 4096);
-        if (slab == NULL) {
-            bp_pool_unreserve(arena->pool, DESC_SLAB_SIZE);
+        /* memory_limit counts descriptors too */
+        desc_slab *slab = bp_os_map_counted(&arena->engine->memory, DESC_SLAB_SIZE, 4096);
+        if (slab == NULL)
             return NULL;
-        }
         slab->next = arena->desc_slabs;
         arena->desc_slabs = slab;
         size_t first = bp_align_up(sizeof(desc_slab), 64);
@@ -585,12 +511,12 @@ void *bp_arena_alloc_huge(bp_arena *arena, size_t size, size_t align)
 
 void *bp_arena_alloc_huge_cleared(bp_arena *arena, size_t size, size_t align, bool zero)
 {
-    bp_pool *pool = arena->pool;
+    bp_engine *engine = arena->engine;
     if (size > SIZE_MAX / 2)
         return NULL;
     /* size 0 (an alignment above the chunk size asked for nothing) still takes a page: every
      * block has its own address and can be freed */
-    size_t map_size = bp_align_up(BP_MAX(size, 1), pool->page_size);
+    size_t map_size = bp_align_up(BP_MAX(size, 1), engine->page_size);
     bp_lock_acquire(&arena->lock);
     purge_tick(arena);
     bp_chunk *reused = huge_cache_take(arena, map_size, BP_MAX(align, BP_MAP_GRANULE));
@@ -614,30 +540,28 @@ void *bp_arena_alloc_huge_cleared(bp_arena *arena, size_t size, size_t align, bo
             memset((void *)reused->base, 0, size); /* its last user's bytes */
         return (void *)reused->base;
     }
-    if (!bp_pool_reserve(pool, map_size))
-        return NULL; /* memory_limit */
-    void *memory =
-        bp_os_map_memory(&pool->os, map_size, BP_MAX(align, BP_MAP_GRANULE), BP_MAP_HUGE);
-    if (memory == NULL) {
-        bp_pool_unreserve(pool, map_size);
-        return NULL;
-    }
+    void *memory = bp_os_map_memory_counted(&engine->memory, map_size,
+                                            BP_MAX(align, BP_MAP_GRANULE), BP_MAP_HUGE);
+    if (memory == NULL)
+        return NULL; /* memory_limit, or the OS refused */
 
     bp_lock_acquire(&arena->lock);
     bp_chunk *huge = desc_take(arena);
     if (huge != NULL) {
         huge->base = (uintptr_t)memory;
         huge->fast.unit_info_biased = bp_units_biased(bp_zero_units, huge->base);
-        huge->fast.slot = pool->fast.slot;
+        huge->fast.slot = engine->fast_slot;
         huge->kind = BP_CHUNK_HUGE;
-        huge->page_shift = (uint8_t)pool->sc.page_shift;
+        huge->page_shift = (uint8_t)engine->sc.page_shift;
         huge->arena = arena;
-        huge->pool = pool;
+        huge->engine = engine;
+        huge->pool = engine->pool;
         huge->size = map_size;
         huge->map_size = map_size;
         desc_of(huge)->align = BP_MAX(align, BP_MAP_GRANULE);
         /* a region the layer refuses fails the block, as it fails a chunk (chunk.c) */
-        if (bp_os_region_add(&pool->os, huge, BP_MAP_HUGE) != 0) {
+        if (bp_os_region_add(&engine->memory.os, huge->base, map_size, BP_MAP_HUGE,
+                             &huge->region) != 0) {
             desc_give(arena, huge);
             huge = NULL;
         } else if (bp_chunk_map_register(huge->base, BP_MAP_GRANULE, huge)) {
@@ -650,13 +574,13 @@ void *bp_arena_alloc_huge_cleared(bp_arena *arena, size_t size, size_t align, bo
             arena->counters.active_bytes += map_size;
             arena->counters.huge_bytes += map_size;
         } else {
-            bp_os_region_remove(&pool->os, huge);
+            bp_os_region_remove(&engine->memory.os, huge->base, map_size, &huge->region);
             desc_give(arena, huge);
             huge = NULL;
         }
     }
     if (huge == NULL)
-        bp_arena_unmap(arena, memory, map_size);
+        bp_os_unmap_counted(&engine->memory, memory, map_size, map_size);
     bp_lock_release(&arena->lock);
     return huge == NULL ? NULL : memory;
 }
@@ -709,22 +633,22 @@ static void free_normal_locked(bp_arena *arena, bp_chunk *chunk, uintptr_t p, ui
     unsigned cls = bp_info_class(info);
     arena->counters.free_normal++;
     arena->counters.classes[cls].frees++;
-    arena->counters.active_bytes -= arena->pool->sc.size[cls];
+    arena->counters.active_bytes -= arena->engine->sc.size[cls];
     bp_run_cache *rc = &arena->run_cache[cls];
     if (run_cache_holds(rc, (void *)p))
         bp_fatal("bp_free(%p): double free (the run is in its arena's run cache)", (void *)p);
-    if (rc->count < arena->pool->run_cache_limit[cls]) {
+    if (rc->count < arena->engine->run_cache_limit[cls]) {
         rc->runs[rc->count++] = (void *)p;
         return;
     }
-    bp_chunk_free_run(chunk, off, bp_class_run_pages(&arena->pool->sc, cls, false));
+    bp_chunk_free_run(chunk, off, bp_class_run_pages(&arena->engine->sc, cls, false));
     after_run_free(arena, chunk);
 }
 
 /* Under the lock: the cached runs of every class back to their chunks. */
 static void drain_run_caches_locked(bp_arena *arena)
 {
-    const bp_size_classes *sc = &arena->pool->sc;
+    const bp_size_classes *sc = &arena->engine->sc;
     for (unsigned cls = 0; cls < sc->nclasses; cls++) {
         bp_run_cache *rc = &arena->run_cache[cls];
         while (rc->count > 0) {
@@ -776,13 +700,13 @@ void bp_arena_free(bp_arena *arena, bp_chunk *chunk, uintptr_t p, uint32_t info)
      * which tells them apart */
     if (bp_unlikely(
             (info & BP_INFO_SUBPAGE_BIT) || (uintptr_t)run_address(chunk, bp_info_run(info)) != p ||
-            rc->count >= arena->pool->run_cache_limit[cls] || run_cache_holds(rc, (void *)p)))
+            rc->count >= arena->engine->run_cache_limit[cls] || run_cache_holds(rc, (void *)p)))
         return free_slow(arena, chunk, p, info, true);
     rc->runs[rc->count++] = (void *)p;
     arena->counters.lock_frees++;
     arena->counters.free_normal++;
     arena->counters.classes[cls].frees++;
-    arena->counters.active_bytes -= arena->pool->sc.size[cls];
+    arena->counters.active_bytes -= arena->engine->sc.size[cls];
     if (bp_unlikely(__atomic_exchange_n(&arena->lock.state, 0, __ATOMIC_RELEASE) == 2))
         bp_lock_wake(&arena->lock);
 }
@@ -894,7 +818,7 @@ void bp_arena_free_batch(void **blocks, unsigned n, bool transfer)
         }
         unsigned cls = bp_info_class(cached_block_info(first, (uintptr_t)blocks[0]));
         if (!transfer || !transfer_push(arena, &arena->transfer[cls], blocks, mine,
-                                        arena->pool->transfer_limit[cls]))
+                                        arena->engine->transfer_limit[cls]))
             free_to_bitmaps(arena, blocks, mine);
         blocks += mine;
         n -= mine;
@@ -906,9 +830,9 @@ size_t bp_arena_transfer_bytes(bp_arena *arena)
     /* the counts, not the blocks: a taker hands blocks to the program, which overwrites the
      * links a walk would follow */
     size_t bytes = 0;
-    for (unsigned cls = 0; cls < arena->pool->cache_classes; cls++)
+    for (unsigned cls = 0; cls < arena->engine->cache_classes; cls++)
         bytes += (size_t)__atomic_load_n(&arena->transfer[cls].count, __ATOMIC_RELAXED) *
-                 arena->pool->sc.size[cls];
+                 arena->engine->sc.size[cls];
     return bytes;
 }
 
@@ -916,7 +840,7 @@ size_t bp_arena_transfer_bytes(bp_arena *arena)
 void bp_arena_drain_transfers(bp_arena *arena)
 {
     void *blocks[256];
-    for (unsigned cls = 0; cls < arena->pool->cache_classes; cls++) {
+    for (unsigned cls = 0; cls < arena->engine->cache_classes; cls++) {
         unsigned n;
         while ((n = bp_arena_transfer_take(arena, cls, blocks, 256)) > 0)
             free_to_bitmaps(arena, blocks, n);
@@ -930,10 +854,10 @@ static void evict_quarantined(bp_arena *arena, bool reuse)
     bp_chunk *oldest = arena->quarantine;
     arena->quarantine = oldest->next;
     arena->nquarantined--;
-    if (reuse && bp_pool_reserve(arena->pool, oldest->map_size)) {
+    if (reuse && bp_os_count(&arena->engine->memory, oldest->map_size)) {
         if (huge_cache_put(arena, oldest))
             return;
-        bp_pool_unreserve(arena->pool, oldest->map_size);
+        bp_os_uncount(&arena->engine->memory, oldest->map_size);
     }
     defer_unmap_huge(arena, oldest, 0); /* quarantined: uncounted already */
 }
@@ -942,11 +866,11 @@ static void evict_quarantined(bp_arena *arena, bool reuse)
  * HUGE_FREED, purged and uncounted, until HUGE_QUARANTINE newer ones push it out. */
 static void quarantine_huge(bp_arena *arena, bp_chunk *huge)
 {
-    const bp_os *os = &arena->pool->os;
+    const bp_os *os = &arena->engine->memory.os;
     if (os->purge != NULL)
         os->purge((void *)huge->base, huge->map_size, os->ctx);
     bp_poison((void *)huge->base, huge->map_size); /* ASan builds: a use after free */
-    bp_pool_unreserve(arena->pool, huge->map_size);
+    bp_os_uncount(&arena->engine->memory, huge->map_size);
     huge->kind = BP_CHUNK_HUGE_FREED;
     huge->next = NULL;
     bp_chunk **tail = &arena->quarantine;
@@ -1026,11 +950,11 @@ static uintptr_t move_huge(bp_chunk *huge, size_t map_size)
 
 void *bp_arena_realloc_huge(bp_arena *arena, bp_chunk *huge, size_t new_size)
 {
-    bp_pool *pool = arena->pool;
-    bp_assert(huge->kind == BP_CHUNK_HUGE && huge->arena == arena && new_size > pool->chunk_size);
+    bp_engine *engine = arena->engine;
+    bp_assert(huge->kind == BP_CHUNK_HUGE && huge->arena == arena && new_size > engine->chunk_size);
     if (new_size > SIZE_MAX / 2)
         return NULL;
-    size_t size = bp_align_up(BP_MAX(new_size, 1), pool->page_size);
+    size_t size = bp_align_up(BP_MAX(new_size, 1), engine->page_size);
     uintptr_t base = huge->base;
     size_t map_size = huge->map_size;
     if (size <= map_size && map_size - size <= size / 4) {
@@ -1039,7 +963,7 @@ void *bp_arena_realloc_huge(bp_arena *arena, bp_chunk *huge, size_t new_size)
         bp_lock_release(&arena->lock);
         return (void *)base;
     }
-    if (!bp_os_can_remap(&pool->os))
+    if (!bp_os_can_remap(&engine->memory.os))
         return NULL; /* a custom layer has no remap: the caller copies */
     if (size < map_size) {
         bp_unpoison((void *)(base + size), map_size - size); /* the range may be reused */
@@ -1048,16 +972,16 @@ void *bp_arena_realloc_huge(bp_arena *arena, bp_chunk *huge, size_t new_size)
         bp_lock_acquire(&arena->lock);
         resize_huge_locked(arena, huge, size, size);
         bp_lock_release(&arena->lock);
-        bp_pool_unreserve(pool, map_size - size);
+        bp_os_uncount(&engine->memory, map_size - size);
         return (void *)base;
     }
-    if (!bp_pool_reserve(pool, size - map_size))
+    if (!bp_os_count(&engine->memory, size - map_size))
         return NULL; /* memory_limit */
     uintptr_t moved = base;
     if (!bp_os_remap_in_place((void *)base, map_size, size)) {
         moved = move_huge(huge, size);
         if (moved == 0) {
-            bp_pool_unreserve(pool, size - map_size);
+            bp_os_uncount(&engine->memory, size - map_size);
             return NULL;
         }
     }
@@ -1080,7 +1004,7 @@ size_t bp_arena_trim(bp_arena *arena, bool purge)
     drain_run_caches_locked(arena);
     released += before_runs - arena->counters.chunk_bytes;
     /* The empty subpage each class keeps goes back to its chunk ... */
-    for (unsigned cls = 0; cls < arena->pool->sc.nsmall; cls++) {
+    for (unsigned cls = 0; cls < arena->engine->sc.nsmall; cls++) {
         bp_subpage_link *head = &arena->small[cls];
         for (bp_subpage *sp = head->next, *next; sp != (bp_subpage *)head; sp = next) {
             next = sp->link.next;
@@ -1125,13 +1049,14 @@ size_t bp_arena_trim(bp_arena *arena, bool purge)
     if (arena->huge == NULL) {
         for (desc_slab *slab = arena->desc_slabs; slab != NULL;) {
             desc_slab *next = slab->next;
-            released += unmap_range(arena, slab, DESC_SLAB_SIZE, DESC_SLAB_SIZE);
+            released +=
+                bp_os_unmap_counted(&arena->engine->memory, slab, DESC_SLAB_SIZE, DESC_SLAB_SIZE);
             slab = next;
         }
         arena->desc_slabs = NULL;
         arena->desc_free = NULL;
     }
-    released += retry_stuck(arena);
+    released += bp_os_retry_stuck(&arena->engine->memory);
     /* ... and every free page of the chunks still in use is purged. */
     for (int i = 0; purge && i < BP_NLISTS; i++) {
         for (bp_chunk *chunk = arena->lists[i].head; chunk != NULL; chunk = chunk->next) {
@@ -1147,12 +1072,10 @@ size_t bp_arena_trim(bp_arena *arena, bool purge)
 size_t bp_arena_overhead_bytes(bp_arena *arena)
 {
     bp_lock_acquire(&arena->lock);
-    size_t chunks = arena->counters.chunk_bytes / arena->pool->chunk_size;
-    size_t bytes = chunks * bp_chunk_meta_size(arena->pool);
+    size_t chunks = arena->counters.chunk_bytes / arena->engine->chunk_size;
+    size_t bytes = chunks * bp_chunk_meta_size(arena->engine);
     for (const desc_slab *slab = arena->desc_slabs; slab != NULL; slab = slab->next)
         bytes += DESC_SLAB_SIZE;
-    for (const stuck_range *r = arena->stuck; r != NULL; r = r->next)
-        bytes += r->counted;
     bytes += arena->huge_cached_bytes + arena->huge_slack_bytes;
     bp_lock_release(&arena->lock);
     return bytes;
@@ -1164,7 +1087,7 @@ int bp_arena_check(bp_arena *arena)
 {
     int problems = 0;
     bp_lock_acquire(&arena->lock);
-    const bp_size_classes *sc = &arena->pool->sc;
+    const bp_size_classes *sc = &arena->engine->sc;
     size_t active = 0;
     unsigned subpages_in_chunks = 0, subpages_in_pools = 0;
     for (int i = 0; i < BP_NLISTS; i++) {
@@ -1207,8 +1130,8 @@ int bp_arena_check(bp_arena *arena)
     }
     for (unsigned cls = 0; cls < sc->nclasses; cls++) {
         const bp_run_cache *rc = &arena->run_cache[cls];
-        if (rc->count > 0 &&
-            (cls < arena->pool->cache_classes || rc->count > arena->pool->run_cache_limit[cls])) {
+        if (rc->count > 0 && (cls < arena->engine->cache_classes ||
+                              rc->count > arena->engine->run_cache_limit[cls])) {
             bp_message("check: arena %u: run cache of class %u holds %u", arena->index, cls,
                        rc->count);
             problems++;
@@ -1252,9 +1175,9 @@ int bp_arena_check(bp_arena *arena)
         }
     }
     if (cached_bytes != arena->huge_cached_bytes ||
-        cached_bytes > arena->pool->config.huge_cache_bytes) {
+        cached_bytes > arena->engine->huge_cache_bytes) {
         bp_message("check: arena %u: huge cache holds %zu (counted %zu, bound %zu)", arena->index,
-                   cached_bytes, arena->huge_cached_bytes, arena->pool->config.huge_cache_bytes);
+                   cached_bytes, arena->huge_cached_bytes, arena->engine->huge_cache_bytes);
         problems++;
     }
     if (active != arena->counters.active_bytes || huge_bytes != arena->counters.huge_bytes) {

@@ -1,7 +1,7 @@
 /* background.c — the opt-in background thread (config background_thread): one per process,
  * started by the first slow-path allocation of a pool that asks for it, it purges decayed
  * pages and empties idle thread caches of those pools, so a quiet program gives memory back. */
-#include "internal.h"
+#include "front.h"
 
 #include <pthread.h>
 #include <signal.h>

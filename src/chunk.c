@@ -1,12 +1,14 @@
 /* chunk.c — one chunk: its memory and metadata mappings, runs of pages found in per-page-class
  * free-run sets (lowest offset first), split on allocation and coalesced on release. */
-#include "internal.h"
+#include "chunk.h"
+#include "chunk_map.h"
+#include "track.h"
 
 #include <string.h>
 
 static const bp_size_classes *chunk_classes(const bp_chunk *chunk)
 {
-    return &chunk->pool->sc;
+    return &chunk->engine->sc;
 }
 
 /* ---- free-run sets ---------------------------------------------------------------------- */
@@ -105,7 +107,7 @@ static bool ripe(const bp_chunk *chunk, uint32_t page, bool all)
 
 size_t bp_chunk_purge(bp_chunk *chunk, bool all)
 {
-    const bp_os *os = &chunk->pool->os;
+    const bp_os *os = &chunk->engine->memory.os;
     size_t purged = 0;
     for (uint32_t page = 0; page < chunk->npages;) {
         if (!ripe(chunk, page, all)) {
@@ -134,12 +136,12 @@ typedef struct meta_layout {
     size_t info, run_map, avail, count, dirty, subpages, size;
 } meta_layout;
 
-static meta_layout layout_for(const bp_pool *pool)
+static meta_layout layout_for(const bp_engine *engine)
 {
-    const bp_size_classes *sc = &pool->sc;
+    const bp_size_classes *sc = &engine->sc;
     uint32_t npages = sc->chunk_pages;
     size_t words = (npages + 63) / 64;
-    size_t units = BP_MAX(pool->chunk_size, BP_MAP_GRANULE) >> BP_UNIT_SHIFT;
+    size_t units = BP_MAX(engine->chunk_size, BP_MAP_GRANULE) >> BP_UNIT_SHIFT;
     meta_layout m;
     m.info = bp_align_up(sizeof(bp_chunk), 64);
     m.run_map = bp_align_up(m.info + units * sizeof(uint32_t), 8);
@@ -147,39 +149,43 @@ static meta_layout layout_for(const bp_pool *pool)
     m.count = m.avail + (size_t)sc->npage_classes * words * sizeof(uint64_t);
     m.dirty = bp_align_up(m.count + sc->npage_classes * sizeof(uint32_t), 8);
     m.subpages = bp_align_up(m.dirty + 2 * words * sizeof(uint64_t), 64);
-    m.size = bp_align_up(m.subpages + npages * bp_subpage_slot_size(pool->page_size), 4096);
+    m.size = bp_align_up(m.subpages + npages * bp_subpage_slot_size(engine->page_size), 4096);
     return m;
 }
 
-size_t bp_chunk_meta_size(const bp_pool *pool)
+size_t bp_chunk_meta_size(const bp_engine *engine)
 {
-    return layout_for(pool).size;
+    return layout_for(engine).size;
 }
 
-bp_chunk *bp_chunk_new(bp_arena *arena)
+/* Unmaps a chunk that could not be made whole: its memory and metadata (refused ranges stay
+ * counted on the OS layer's stuck list). */
+static void unmap_new(bp_engine *engine, void *memory, void *meta, size_t meta_size)
 {
-    bp_pool *pool = arena->pool;
-    const bp_size_classes *sc = &pool->sc;
+    bp_unpoison(memory, engine->chunk_size);
+    bp_os_unmap_counted(&engine->memory, memory, engine->chunk_size, engine->chunk_size);
+    bp_os_unmap_counted(&engine->memory, meta, meta_size, meta_size);
+}
+
+bp_chunk *bp_chunk_new(bp_engine *engine, bp_arena *arena)
+{
+    const bp_size_classes *sc = &engine->sc;
     uint32_t npages = sc->chunk_pages;
     uint32_t words = (npages + 63) / 64;
-    meta_layout m = layout_for(pool);
+    meta_layout m = layout_for(engine);
 
     /* memory_limit counts what the chunk costs in mappings: its memory and its metadata */
-    if (!bp_pool_reserve(pool, pool->chunk_size + m.size))
+    unsigned char *meta = bp_os_map_counted(&engine->memory, m.size, 4096);
+    if (meta == NULL)
         return NULL;
-    unsigned char *meta = bp_os_map(&pool->os, m.size, 4096);
-    size_t align = BP_MAX(pool->chunk_size, BP_MAP_GRANULE);
+    size_t align = BP_MAX(engine->chunk_size, BP_MAP_GRANULE);
     void *memory =
-        meta == NULL ? NULL : bp_os_map_memory(&pool->os, pool->chunk_size, align, BP_MAP_CHUNK);
+        bp_os_map_memory_counted(&engine->memory, engine->chunk_size, align, BP_MAP_CHUNK);
     if (memory == NULL) {
-        bp_pool_unreserve(pool, pool->chunk_size);
-        if (meta != NULL)
-            bp_arena_unmap(arena, meta, m.size);
-        else
-            bp_pool_unreserve(pool, m.size);
+        bp_os_unmap_counted(&engine->memory, meta, m.size, m.size);
         return NULL;
     }
-    bp_poison(memory, pool->chunk_size); /* ASan builds: nothing handed out yet */
+    bp_poison(memory, engine->chunk_size); /* ASan builds: nothing handed out yet */
     /* The OS layer hands out zeroed memory: every set, map and count starts at 0. */
     bp_chunk *chunk = (bp_chunk *)meta;
     chunk->base = (uintptr_t)memory;
@@ -188,11 +194,12 @@ bp_chunk *bp_chunk_new(bp_arena *arena)
     chunk->kind = BP_CHUNK_POOLED;
     chunk->unit_info = (uint32_t *)(meta + m.info);
     chunk->fast.unit_info_biased = bp_units_biased(chunk->unit_info, chunk->base);
-    chunk->fast.slot = pool->fast.slot;
+    chunk->fast.slot = engine->fast_slot;
     chunk->arena = arena;
-    chunk->pool = pool;
-    chunk->size = pool->chunk_size;
-    chunk->map_size = pool->chunk_size;
+    chunk->engine = engine;
+    chunk->pool = engine->pool;
+    chunk->size = engine->chunk_size;
+    chunk->map_size = engine->chunk_size;
     chunk->avail_words = words;
     chunk->run_map = (uint64_t *)(meta + m.run_map);
     chunk->avail = (uint64_t *)(meta + m.avail);
@@ -200,24 +207,21 @@ bp_chunk *bp_chunk_new(bp_arena *arena)
     chunk->dirty = (uint64_t *)(meta + m.dirty);
     chunk->dirty_old = chunk->dirty + words;
     chunk->subpages = meta + m.subpages;
-    chunk->subpage_stride = bp_subpage_slot_size(pool->page_size);
+    chunk->subpage_stride = bp_subpage_slot_size(engine->page_size);
     chunk->meta_size = m.size;
     chunk->free_pages = npages;
     avail_insert(chunk, 0, npages);
 
     /* A region the layer refuses fails the chunk: a block outside any region would surprise
      * a program that hands every block's region to the kernel or to another process. */
-    if (bp_os_region_add(&pool->os, chunk, BP_MAP_CHUNK) != 0) {
-        bp_unpoison(memory, pool->chunk_size);
-        bp_arena_unmap(arena, memory, pool->chunk_size);
-        bp_arena_unmap(arena, meta, m.size);
+    const bp_os *os = &engine->memory.os;
+    if (bp_os_region_add(os, chunk->base, chunk->map_size, BP_MAP_CHUNK, &chunk->region) != 0) {
+        unmap_new(engine, memory, meta, m.size);
         return NULL;
     }
     if (!bp_chunk_map_register(chunk->base, chunk->size, chunk)) {
-        bp_os_region_remove(&pool->os, chunk);
-        bp_unpoison(memory, pool->chunk_size);
-        bp_arena_unmap(arena, memory, pool->chunk_size);
-        bp_arena_unmap(arena, meta, m.size);
+        bp_os_region_remove(os, chunk->base, chunk->map_size, &chunk->region);
+        unmap_new(engine, memory, meta, m.size);
         return NULL;
     }
     return chunk;
@@ -225,17 +229,18 @@ bp_chunk *bp_chunk_new(bp_arena *arena)
 
 static bool chunk_delete(bp_chunk *chunk, bool keep)
 {
-    bp_pool *pool = chunk->pool;
+    bp_os_memory *mem = &chunk->engine->memory;
     void *memory = (void *)chunk->base;
     /* Out of the map before the range can be mapped again (by any pool, any thread). */
     bp_chunk_map_unregister(chunk->base, chunk->size);
-    bp_os_region_remove(&pool->os, chunk);
+    bp_os_region_remove(&mem->os, chunk->base, chunk->map_size, &chunk->region);
     bp_unpoison(memory, chunk->map_size);
-    if (bp_os_unmap(&pool->os, memory, chunk->map_size) != 0) {
+    if (bp_os_unmap(&mem->os, memory, chunk->map_size) != 0) {
         if (keep) {
             /* Still mapped, so back in its region; where the layer refuses that, the chunk
              * is kept without one (bp_region_of then answers ENOENT for its blocks). */
-            if (bp_os_region_add(&pool->os, chunk, BP_MAP_CHUNK) != 0)
+            if (bp_os_region_add(&mem->os, chunk->base, chunk->map_size, BP_MAP_CHUNK,
+                                 &chunk->region) != 0)
                 bp_message("chunk %p: its region could not be added again", memory);
             /* The entries go back into table pages that are writable already. */
             if (!bp_chunk_map_register(chunk->base, chunk->size, chunk))
@@ -246,8 +251,8 @@ static bool chunk_delete(bp_chunk *chunk, bool keep)
         }
         /* a pool being destroyed: the memory stays mapped, purged, unreachable */
     }
-    bp_pool_unreserve(pool, chunk->map_size);
-    bp_arena_unmap(chunk->arena, chunk, chunk->meta_size);
+    bp_os_uncount(mem, chunk->map_size);
+    bp_os_unmap_counted(mem, chunk, chunk->meta_size, chunk->meta_size);
     return true;
 }
 

@@ -1,6 +1,6 @@
 /* chunk_list.c — an arena's chunks grouped by usage (qInit, q000 .. q100): the bands, and
  * moving a chunk between lists as allocations and frees change its usage. */
-#include "internal.h"
+#include "chunk_list.h"
 
 static const struct {
     const char *name;

@@ -1,8 +1,9 @@
 /* chunk_map.c — the process-wide address -> chunk table that lets bp_free(ptr) find the pool,
- * arena and chunk of any block (layout and rules in internal.h). */
-#include "internal.h"
+ * arena and chunk of any block (layout and rules in chunk_map.h). */
+#include "chunk_map.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <sys/mman.h>
 
 #define TABLE_BYTES (BP_MAP_ENTRIES * sizeof(struct bp_fast_chunk *))
@@ -95,7 +96,9 @@ bool bp_chunk_map_register(uintptr_t base, size_t size, bp_chunk *chunk)
     for (size_t i = 0; ok && i < granules; i++)
         ok = make_writable_locked(entry_index(base) + i);
     for (size_t i = 0; ok && i < granules; i++)
-        __atomic_store_n(&bp_chunk_map[entry_index(base) + i], &chunk->fast, __ATOMIC_RELEASE);
+        __atomic_store_n(&bp_chunk_map[entry_index(base) + i],
+                         (struct bp_fast_chunk *)(void *)chunk, /* its first member */
+                         __ATOMIC_RELEASE);
     pthread_mutex_unlock(&map_lock);
     return ok;
 }

@@ -1,7 +1,7 @@
 /* options.c — the configuration keys in one table: defaults, BUFPOOL_CONF parsing
  * ("key:value,key:value", K/M/G suffixes), the rules a config must meet (each field's range,
  * chunk_size against page_size) and the warnings that name a bad key or value. */
-#include "internal.h"
+#include "front.h"
 
 #include <errno.h>
 #include <stdlib.h>

@@ -2,7 +2,8 @@
  * purge), the wrappers the engine maps and registers regions through, and messages that
  * never allocate. */
 #define _GNU_SOURCE /* mremap */
-#include "internal.h"
+#include "lock.h"
+#include "os.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -91,27 +92,28 @@ void *bp_os_map_memory(const bp_os *os, size_t size, size_t align, bp_map_kind k
     return p;
 }
 
-int bp_os_region_add(const bp_os *os, bp_chunk *chunk, bp_map_kind kind)
+int bp_os_region_add(const bp_os *os, uintptr_t base, size_t size, bp_map_kind kind,
+                     bp_os_region *out)
 {
-    chunk->has_region = false;
+    out->known = false;
     if (os->region_add == NULL)
         return 0;
-    bp_region region = {0, 0};
-    int err = os->region_add((void *)chunk->base, chunk->map_size, kind, &region, os->ctx);
+    bp_region id = {0, 0};
+    int err = os->region_add((void *)base, size, kind, &id, os->ctx);
     if (err != 0)
         return err;
-    chunk->region = region;
-    chunk->has_region = true;
+    out->id = id;
+    out->known = true;
     return 0;
 }
 
-void bp_os_region_remove(const bp_os *os, bp_chunk *chunk)
+void bp_os_region_remove(const bp_os *os, uintptr_t base, size_t size, bp_os_region *region)
 {
-    if (!chunk->has_region)
+    if (!region->known)
         return;
-    chunk->has_region = false; /* bp_region_of stops answering before the layer forgets it */
+    __atomic_store_n(&region->known, false, __ATOMIC_RELAXED);
     if (os->region_remove != NULL)
-        os->region_remove((void *)chunk->base, chunk->map_size, &chunk->region, os->ctx);
+        os->region_remove((void *)base, size, &region->id, os->ctx);
 }
 
 int bp_os_unmap(const bp_os *os, void *addr, size_t size)
@@ -120,6 +122,89 @@ int bp_os_unmap(const bp_os *os, void *addr, size_t size)
     if (err != 0 && os->purge != NULL)
         os->purge(addr, size, os->ctx); /* the range stays; at least its memory goes back */
     return err;
+}
+
+/* ---- counted memory --------------------------------------------------------------------- */
+
+/* A stuck range's first bytes: written after the refused unmap purged the range (so its first
+ * page is backed again; the rest stays purged). */
+struct bp_os_stuck {
+    bp_os_stuck *next;
+    size_t size, counted;
+};
+
+bool bp_os_count(bp_os_memory *mem, size_t bytes)
+{
+    size_t now = __atomic_load_n(&mem->counted, __ATOMIC_RELAXED);
+    do {
+        if (mem->limit != 0 && (bytes > mem->limit || now > mem->limit - bytes))
+            return false;
+    } while (!__atomic_compare_exchange_n(&mem->counted, &now, now + bytes, true, __ATOMIC_RELAXED,
+                                          __ATOMIC_RELAXED));
+    return true;
+}
+
+void bp_os_uncount(bp_os_memory *mem, size_t bytes)
+{
+    __atomic_sub_fetch(&mem->counted, bytes, __ATOMIC_RELAXED);
+}
+
+void *bp_os_map_counted(bp_os_memory *mem, size_t size, size_t align)
+{
+    if (!bp_os_count(mem, size))
+        return NULL;
+    void *p = bp_os_map(&mem->os, size, align);
+    if (p == NULL)
+        bp_os_uncount(mem, size);
+    return p;
+}
+
+void *bp_os_map_memory_counted(bp_os_memory *mem, size_t size, size_t align, bp_map_kind kind)
+{
+    if (!bp_os_count(mem, size))
+        return NULL;
+    void *p = bp_os_map_memory(&mem->os, size, align, kind);
+    if (p == NULL)
+        bp_os_uncount(mem, size);
+    return p;
+}
+
+static void push_stuck(bp_os_memory *mem, void *addr, size_t size, size_t counted)
+{
+    bp_os_stuck *r = addr;
+    r->size = size;
+    r->counted = counted;
+    __atomic_add_fetch(&mem->stuck_bytes, counted, __ATOMIC_RELAXED);
+    r->next = __atomic_load_n(&mem->stuck, __ATOMIC_RELAXED);
+    while (!__atomic_compare_exchange_n(&mem->stuck, &r->next, r, true, __ATOMIC_RELEASE,
+                                        __ATOMIC_RELAXED))
+        ;
+}
+
+size_t bp_os_unmap_counted(bp_os_memory *mem, void *addr, size_t size, size_t counted)
+{
+    if (bp_os_unmap(&mem->os, addr, size) != 0) {
+        push_stuck(mem, addr, size, counted);
+        return 0;
+    }
+    bp_os_uncount(mem, counted);
+    return size;
+}
+
+size_t bp_os_retry_stuck(bp_os_memory *mem)
+{
+    if (__atomic_load_n(&mem->stuck, __ATOMIC_RELAXED) == NULL)
+        return 0;
+    bp_os_stuck *list = __atomic_exchange_n(&mem->stuck, NULL, __ATOMIC_ACQUIRE);
+    size_t released = 0;
+    while (list != NULL) {
+        bp_os_stuck *r = list;
+        list = r->next;
+        size_t size = r->size, counted = r->counted; /* the node goes with the range */
+        __atomic_sub_fetch(&mem->stuck_bytes, counted, __ATOMIC_RELAXED);
+        released += bp_os_unmap_counted(mem, r, size, counted);
+    }
+    return released;
 }
 
 /* ---- resizing a mapping (the default layer only) ----------------------------------------

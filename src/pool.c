@@ -1,6 +1,8 @@
 /* pool.c — pools: configuration checks, the mapping that holds a pool and its arenas, the
  * arena a thread allocates from, the default pool, destruction and the invariant walk. */
-#include "internal.h"
+#include "front.h"
+#include "pool_hooks.h"
+#include "track.h"
 
 #include <errno.h>
 #include <string.h>
@@ -23,11 +25,15 @@ static unsigned default_arenas(void)
 /* ---- every live pool, and fork() ----------------------------------------------------------
  * fork() copies memory, not threads: a lock held by another thread at that moment would stay
  * held in the child forever. So every lock is taken before fork (in the one order used
- * everywhere: pools, registry, arenas, leak lists, chunk map) and released after it in the
+ * everywhere: pools, registry, arenas, chunk map) and released after it in the
  * parent and in the child, whose one thread is the one that took them (an unlock, not a
  * re-initialisation of a locked mutex, which POSIX leaves undefined), so it can allocate. */
 static pthread_mutex_t pools_lock = PTHREAD_MUTEX_INITIALIZER;
 static bp_pool *all_pools;
+
+/* pool_hooks.h: set with the first buffer-layer state; one buffer layer, so one function for
+ * every pool (bp_pool_destroy calls it first). */
+static void (*buf_state_destroy)(bp_pool *pool, void *state);
 
 static void prefork(void)
 {
@@ -36,7 +42,6 @@ static void prefork(void)
     for (bp_pool *p = all_pools; p != NULL; p = p->next_pool) {
         for (unsigned i = 0; i < bp_pool_arenas_ready(p); i++) /* fixed: registry lock held */
             bp_lock_acquire(&p->arenas[i].lock);
-        pthread_mutex_lock(&p->leak_lock);
     }
     bp_chunk_map_prefork();
 }
@@ -45,7 +50,6 @@ static void postfork_parent(void)
 {
     bp_chunk_map_postfork_parent();
     for (bp_pool *p = all_pools; p != NULL; p = p->next_pool) {
-        pthread_mutex_unlock(&p->leak_lock);
         for (unsigned i = 0; i < bp_pool_arenas_ready(p); i++)
             bp_lock_release(&p->arenas[i].lock);
     }
@@ -57,7 +61,6 @@ static void postfork_child(void)
 {
     bp_chunk_map_postfork_child();
     for (bp_pool *p = all_pools; p != NULL; p = p->next_pool) {
-        pthread_mutex_unlock(&p->leak_lock);
         for (unsigned i = 0; i < bp_pool_arenas_ready(p); i++)
             p->arenas[i].lock = (bp_lock)BP_LOCK_INIT;
     }
@@ -114,13 +117,14 @@ static bool is_linked(const bp_pool *pool)
 static void set_bin_capacities(bp_pool *pool)
 {
     const bp_config *cfg = &pool->config;
-    unsigned normal = pool->cache_classes - pool->sc.nsmall;
+    const bp_engine *engine = &pool->engine;
+    unsigned normal = engine->cache_classes - engine->sc.nsmall;
     size_t share = normal > 0 ? cfg->cache_bytes / normal : 0;
     pool->cache_bound_bytes = 0;
-    for (unsigned cls = 0; cls < pool->cache_classes; cls++) {
-        size_t size = pool->sc.size[cls];
-        size_t cap = cls < pool->sc.nsmall ? cfg->small_cache
-                                           : BP_MIN(BP_MAX(share / size, 1), cfg->normal_cache);
+    for (unsigned cls = 0; cls < engine->cache_classes; cls++) {
+        size_t size = engine->sc.size[cls];
+        size_t cap = cls < engine->sc.nsmall ? cfg->small_cache
+                                             : BP_MIN(BP_MAX(share / size, 1), cfg->normal_cache);
         pool->bin_capacity[cls] = (uint16_t)cap;
         pool->cache_bound_bytes += cap * size;
     }
@@ -154,44 +158,49 @@ bp_pool *bp_pool_new(const bp_config *cfg)
         return NULL;
     }
     pool->config = resolved;
-    pool->os = os;
-    pool->config.os = &pool->os;
-    pool->page_size = resolved.page_size;
-    pool->chunk_size = resolved.chunk_size;
     pool->narenas = resolved.arenas;
     pool->arenas = (bp_arena *)((char *)pool + arenas_offset);
     pool->map_size = map_size;
     pool->magic = BP_POOL_MAGIC;
-    if (bp_size_classes_init(&pool->sc, pool->page_size, pool->chunk_size) != 0)
+    bp_engine *engine = &pool->engine;
+    const bp_size_classes *sc = &engine->sc;
+    engine->pool = pool;
+    engine->memory.os = os;
+    engine->memory.limit = resolved.memory_limit;
+    pool->config.os = &engine->memory.os;
+    engine->page_size = resolved.page_size;
+    engine->chunk_size = resolved.chunk_size;
+    engine->retained_chunks = resolved.retained_chunks;
+    engine->purge_decay_ms = resolved.purge_decay_ms;
+    engine->huge_cache_bytes = resolved.huge_cache_bytes;
+    if (bp_size_classes_init(&engine->sc, engine->page_size, engine->chunk_size) != 0)
         bp_fatal("size classes rejected a validated config"); /* validate() covers it */
-    pool->cache_classes = 0;
-    while (pool->cache_classes < pool->sc.nclasses &&
-           pool->sc.size[pool->cache_classes] <= resolved.max_cached)
-        pool->cache_classes++;
-    if (pool->cache_classes < pool->sc.nsmall)
-        pool->cache_classes = pool->sc.nsmall; /* small classes are always cached */
-    if (resolved.cache_bytes == 0 || resolved.normal_cache == 0)
-        pool->cache_classes = pool->sc.nsmall;
+    unsigned cached = 0;
+    while (cached < sc->nclasses && sc->size[cached] <= resolved.max_cached)
+        cached++;
+    if (cached < sc->nsmall || resolved.cache_bytes == 0 || resolved.normal_cache == 0)
+        cached = sc->nsmall; /* small classes are always cached */
+    engine->cache_classes = cached;
     set_bin_capacities(pool);
-    bp_size_classes_fast_table(&pool->sc, pool->cache_classes, pool->fast.bin_of);
+    bp_size_classes_fast_table(sc, cached, pool->fast.bin_of);
     pool->fast.abi_version = BP_FAST_ABI_VERSION;
     /* bp_buf's inline paths: leak tracking (and checked builds' checks) need the library */
     pool->fast.buf_slow = resolved.leak_level != 0 || BP_CHECKED || BP_TRACK;
-    pool->max_cached_size = pool->sc.size[pool->cache_classes - 1];
-    for (unsigned cls = pool->cache_classes; cls < pool->sc.nclasses; cls++) /* <= 4 MiB */
-        pool->run_cache_limit[cls] =
-            (uint32_t)BP_MIN(BP_MAX(((size_t)4 << 20) / pool->sc.size[cls], 1), BP_RUN_CACHE_SLOTS);
+    pool->max_cached_size = sc->size[cached - 1];
+    for (unsigned cls = cached; cls < sc->nclasses; cls++) /* <= 4 MiB */
+        engine->run_cache_limit[cls] =
+            (uint32_t)BP_MIN(BP_MAX(((size_t)4 << 20) / sc->size[cls], 1), BP_RUN_CACHE_SLOTS);
     /* A transfer cache holds a bin's worth, or up to 512 KiB of small blocks: a consumer
      * thread frees in bursts as long as the queue feeding it. */
-    for (unsigned cls = 0; cls < pool->cache_classes; cls++) {
-        size_t bin = cls < pool->sc.nsmall ? resolved.small_cache : resolved.normal_cache;
-        size_t by_bytes = BP_MIN(((size_t)512 << 10) / pool->sc.size[cls], 4096);
-        pool->transfer_limit[cls] = (uint32_t)BP_MAX(bin, by_bytes);
+    for (unsigned cls = 0; cls < cached; cls++) {
+        size_t bin = cls < sc->nsmall ? resolved.small_cache : resolved.normal_cache;
+        size_t by_bytes = BP_MIN(((size_t)512 << 10) / sc->size[cls], 4096);
+        engine->transfer_limit[cls] = (uint32_t)BP_MAX(bin, by_bytes);
     }
-    bp_arena_init(&pool->arenas[0], pool, 0); /* the rest when threads bind there */
-    pool->arenas_ready = 1;
     bp_tcache_pool_created(pool);
-    bp_leak_pool_init(pool);
+    engine->fast_slot = pool->fast.slot;        /* what its chunks tell bp_free */
+    bp_arena_init(&pool->arenas[0], engine, 0); /* the rest when threads bind there */
+    pool->arenas_ready = 1;
     bp_track_pool(pool, true);
     link_pool(pool);
     return pool;
@@ -216,6 +225,7 @@ static void keep_dead(bp_pool *pool, const bp_os *os)
     size_t size = pool->map_size; /* read before the purge zeroes it */
     memset(pool->fast.bin_of, 0, sizeof pool->fast.bin_of);
     pool->fast.slot = BP_TCACHE_SLOTS;
+    pool->engine.fast_slot = BP_TCACHE_SLOTS;
     pool->max_cached_size = 0;
     pool->tc_slot = BP_TCACHE_SLOTS;
     if (os->purge != NULL)
@@ -242,16 +252,18 @@ void bp_pool_destroy(bp_pool *pool)
     if (!is_linked(pool))
         bp_fatal("bp_pool_destroy(%p): not a live pool (destroyed already?)", (void *)pool);
     bp_pool_check_live(pool, "bp_pool_destroy");
-    if (pool->on_destroy != NULL)
-        pool->on_destroy(pool);
+    void *buf_state = __atomic_load_n(&pool->buf_state, __ATOMIC_ACQUIRE);
+    if (buf_state != NULL)
+        buf_state_destroy(pool, buf_state);
     if (!unlink_pool(pool)) /* another thread's destroy got there first */
         bp_fatal("bp_pool_destroy(%p): destroyed twice at once", (void *)pool);
     bp_track_pool(pool, false);
     bp_tcache_pool_destroying(pool);
     for (unsigned i = 0; i < bp_pool_arenas_ready(pool); i++)
         bp_arena_destroy(&pool->arenas[i]);
+    bp_os_retry_stuck(&pool->engine.memory); /* what is refused now stays mapped, for good */
     pool->magic = 0;
-    bp_os os = pool->os;
+    bp_os os = pool->engine.memory.os;
 #if BP_CHECKED
     if (os.map == bp_os_default()->map) {
         keep_dead(pool, &os);
@@ -268,6 +280,31 @@ void bp_pool_check_live(const bp_pool *pool, const char *what)
         bp_fatal("%s(%p): not a live pool (destroyed?)", what, (const void *)pool);
 }
 #endif
+
+/* ---- pool_hooks.h: what bp_buf needs of a pool ----------------------------------------- */
+
+bp_pool *bp_pool_of_block(const void *p)
+{
+    return bp_chunk_map_lookup((uintptr_t)p)->pool;
+}
+
+int bp_pool_leak_level(const bp_pool *pool)
+{
+    return pool->config.leak_level;
+}
+
+void *bp_pool_state(const bp_pool *pool)
+{
+    return __atomic_load_n(&pool->buf_state, __ATOMIC_ACQUIRE);
+}
+
+bool bp_pool_attach_state(bp_pool *pool, void *state, void (*destroy)(bp_pool *pool, void *state))
+{
+    __atomic_store_n(&buf_state_destroy, destroy, __ATOMIC_RELEASE);
+    void *none = NULL;
+    return __atomic_compare_exchange_n(&pool->buf_state, &none, state, false, __ATOMIC_ACQ_REL,
+                                       __ATOMIC_ACQUIRE);
+}
 
 void bp_pool_config(const bp_pool *pool, bp_config *out)
 {
@@ -300,23 +337,6 @@ bp_pool *bp_pool_default(void)
     return default_pool;
 }
 
-bool bp_pool_reserve(bp_pool *pool, size_t bytes)
-{
-    size_t limit = pool->config.memory_limit;
-    size_t now = __atomic_load_n(&pool->mapped_bytes, __ATOMIC_RELAXED);
-    do {
-        if (limit != 0 && (bytes > limit || now > limit - bytes))
-            return false;
-    } while (!__atomic_compare_exchange_n(&pool->mapped_bytes, &now, now + bytes, true,
-                                          __ATOMIC_RELAXED, __ATOMIC_RELAXED));
-    return true;
-}
-
-void bp_pool_unreserve(bp_pool *pool, size_t bytes)
-{
-    __atomic_sub_fetch(&pool->mapped_bytes, bytes, __ATOMIC_RELAXED);
-}
-
 int bp_pool_check(bp_pool *pool)
 {
     int problems = 0;
@@ -347,7 +367,7 @@ void bp_pool_counters(bp_pool *pool, bp_arena_counters *out)
         out->active_bytes += c->active_bytes;
         out->chunk_bytes += c->chunk_bytes;
         out->huge_bytes += c->huge_bytes;
-        for (unsigned cls = 0; cls < pool->sc.nclasses; cls++) {
+        for (unsigned cls = 0; cls < pool->engine.sc.nclasses; cls++) {
             bp_class_counters *k = &out->classes[cls];
             k->allocs += c->classes[cls].allocs;
             k->frees += c->classes[cls].frees;

@@ -1,7 +1,10 @@
 /* shm.c — bp_shm: an OS layer whose chunks and huge blocks are carved from one memfd, so
  * that another process that maps the memfd sees their bytes; the metadata stays private. */
 #define _GNU_SOURCE /* memfd_create, fallocate */
-#include "internal.h"
+#include "fast.h"
+#include "os.h"
+
+#include <pthread.h>
 
 #include <errno.h>
 #include <fcntl.h>

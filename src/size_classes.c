@@ -1,6 +1,7 @@
 /* size_classes.c — generates a pool's size-class tables from its page and chunk sizes, and
  * maps sizes to classes and page counts to page classes (see internal.h for the rules). */
-#include "internal.h"
+#include "fast.h"
+#include "size_classes.h"
 
 #include <errno.h>
 #include <string.h>

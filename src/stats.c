@@ -1,7 +1,7 @@
 /* stats.c — pool statistics: the snapshot (bp_pool_stats), its text and JSON forms, an SVG
  * picture of every chunk's pages, and the report BUFPOOL_CONF's stats_print asks for at exit. */
 #define _GNU_SOURCE /* program_invocation_short_name */
-#include "internal.h"
+#include "front.h"
 
 #include <errno.h>
 #include <string.h>
@@ -54,7 +54,7 @@ static void counters_into(const bp_arena *arena, bp_stats *st)
     st->chunks_mapped += k->chunks_mapped;
     st->chunks_unmapped += k->chunks_unmapped;
     st->chunks_reused += k->chunks_reused;
-    for (unsigned cls = 0; cls < arena->pool->sc.nclasses && cls < BP_STATS_CLASSES; cls++) {
+    for (unsigned cls = 0; cls < arena->engine->sc.nclasses && cls < BP_STATS_CLASSES; cls++) {
         const bp_class_counters *c = &k->classes[cls];
         bp_stats_class_ops *ops = &st->class_ops[cls];
         uint64_t hits = __atomic_load_n(&c->cache_hits, __ATOMIC_RELAXED);
@@ -78,8 +78,8 @@ static void arena_into(bp_arena *arena, bp_stats *st, unsigned index)
             chunk_into(c, st, &st->lists[i]);
     for (const bp_chunk *c = arena->retained; c != NULL; c = c->next)
         chunk_into(c, st, NULL);
-    for (unsigned cls = 0; cls < arena->pool->sc.nclasses; cls++)
-        st->run_cache_bytes += (size_t)arena->run_cache[cls].count * arena->pool->sc.size[cls];
+    for (unsigned cls = 0; cls < arena->engine->sc.nclasses; cls++)
+        st->run_cache_bytes += (size_t)arena->run_cache[cls].count * arena->engine->sc.size[cls];
     if (index < BP_STATS_ARENAS) {
         bp_stats_arena *a = &st->arena_stats[index];
         a->threads = __atomic_load_n(&arena->bound_threads, __ATOMIC_RELAXED);
@@ -100,20 +100,20 @@ static void arena_into(bp_arena *arena, bp_stats *st, unsigned index)
 /* The configuration part and the tables' fixed columns. */
 static void describe_pool(bp_pool *pool, bp_stats *out)
 {
-    out->page_size = pool->page_size;
-    out->chunk_size = pool->chunk_size;
+    out->page_size = pool->engine.page_size;
+    out->chunk_size = pool->engine.chunk_size;
     out->arenas = pool->narenas;
     out->cache_bound_bytes = pool->cache_bound_bytes;
-    out->classes = pool->sc.nclasses;
+    out->classes = pool->engine.sc.nclasses;
     for (int i = 0; i < BP_NLISTS; i++) {
         const bp_chunk_list *l = &pool->arenas[0].lists[i];
         out->lists[i].name = l->name;
         out->lists[i].min_usage = BP_MAX(l->min_usage, 0);
         out->lists[i].max_usage = BP_MIN(l->max_usage, 100);
     }
-    for (unsigned cls = 0; cls < pool->sc.nclasses && cls < BP_STATS_CLASSES; cls++) {
-        out->class_stats[cls].size = pool->sc.size[cls];
-        out->class_stats[cls].small = bp_class_is_small(&pool->sc, cls);
+    for (unsigned cls = 0; cls < pool->engine.sc.nclasses && cls < BP_STATS_CLASSES; cls++) {
+        out->class_stats[cls].size = pool->engine.sc.size[cls];
+        out->class_stats[cls].small = bp_class_is_small(&pool->engine.sc, cls);
         out->class_stats[cls].cached = bp_tcache_cached_class(pool, cls);
     }
 }
@@ -132,14 +132,14 @@ static void fill_stats(bp_pool *pool, bp_stats *out)
                          out->free_normal - out->free_huge;
     /* the pool's own figure: the arenas, read one after another, may hold blocks freed and
      * mapped meanwhile, which no moment of the pool ever held at once */
-    out->mapped_bytes = __atomic_load_n(&pool->mapped_bytes, __ATOMIC_RELAXED);
+    out->mapped_bytes = __atomic_load_n(&pool->engine.memory.counted, __ATOMIC_RELAXED);
     /* this thread's hits and frees not yet in the arenas */
     uint64_t my_hits[BP_MAX_CLASSES] = {0}, my_frees[BP_MAX_CLASSES] = {0};
     bp_tcache_stats(pool, &out->cache_hits, &out->cached_bytes);
     bp_tcache_class_counts(pool, my_hits, my_frees);
     out->program_allocations = out->alloc_huge;
     out->program_frees = out->free_huge;
-    for (unsigned cls = 0; cls < pool->sc.nclasses && cls < BP_STATS_CLASSES; cls++) {
+    for (unsigned cls = 0; cls < pool->engine.sc.nclasses && cls < BP_STATS_CLASSES; cls++) {
         out->class_ops[cls].program_allocations += my_hits[cls];
         out->class_ops[cls].program_frees += my_frees[cls];
         out->program_allocations += out->class_ops[cls].program_allocations;

@@ -1,6 +1,6 @@
 /* subpage.c — one run cut into equal elements of a small class: its free-element bitmap,
  * and its place in the arena's pool of subpages with free elements for that class. */
-#include "internal.h"
+#include "subpage.h"
 
 #include <string.h>
 
@@ -10,12 +10,13 @@ size_t bp_subpage_slot_size(size_t page_size)
     return bp_align_up(sizeof(bp_subpage) + max_elems / 64 * sizeof(uint64_t), 16);
 }
 
-void bp_subpage_init(bp_subpage *sp, bp_chunk *chunk, uint32_t run_offset, unsigned cls,
-                     const bp_size_classes *sc)
+void bp_subpage_init(bp_subpage *sp, bp_chunk *chunk, uintptr_t run_base, uint32_t run_offset,
+                     unsigned cls, const bp_size_classes *sc)
 {
     uint32_t elems = sc->run_elems[cls];
     sp->link.prev = sp->link.next = NULL;
     sp->chunk = chunk;
+    sp->run_base = run_base;
     sp->run_offset = run_offset;
     sp->run_pages = sc->run_pages[cls];
     sp->elem_size = sc->size[cls];
@@ -48,8 +49,7 @@ uint32_t bp_subpage_take(bp_subpage *sp)
 
 long bp_subpage_index_of(const bp_subpage *sp, uintptr_t p)
 {
-    uintptr_t run_base = sp->chunk->base + ((uintptr_t)sp->run_offset << sp->chunk->page_shift);
-    uint64_t offset = p - run_base;
+    uint64_t offset = p - sp->run_base;
     uint64_t idx = (offset * sp->div_magic) >> 32;
     if (idx >= sp->elem_count || idx * sp->elem_size != offset)
         return -1;

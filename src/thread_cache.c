@@ -1,7 +1,7 @@
 /* thread_cache.c — per-thread, per-pool caches: creation and arena binding, refill and
  * overflow in batches, Netty's trim rule, bp_thread_flush, thread exit, orphaned caches of
  * destroyed pools, and reclaiming other threads' caches (layout and handshake in internal.h). */
-#include "internal.h"
+#include "front.h"
 
 #include <errno.h>
 #include <linux/membarrier.h>
@@ -148,14 +148,14 @@ static bool thread_live(void)
 
 static unsigned bin_capacity(const bp_pool *pool, unsigned cls)
 {
-    return cls < pool->cache_classes ? pool->bin_capacity[cls] : 0;
+    return cls < pool->engine.cache_classes ? pool->bin_capacity[cls] : 0;
 }
 
 /* Under the registry lock: initialises arenas up to i. */
 static bp_arena *arena_at(bp_pool *pool, unsigned i)
 {
     for (unsigned next = pool->arenas_ready; next <= i; next++) {
-        bp_arena_init(&pool->arenas[next], pool, next);
+        bp_arena_init(&pool->arenas[next], &pool->engine, next);
         __atomic_store_n(&pool->arenas_ready, next + 1, __ATOMIC_RELEASE);
     }
     return &pool->arenas[i];
@@ -187,9 +187,9 @@ static bp_arena *bind_arena(bp_pool *pool)
 
 static bp_tcache *tcache_new(bp_pool *pool)
 {
-    uint32_t nbins = pool->sc.nclasses + 1;
+    uint32_t nbins = pool->engine.sc.nclasses + 1;
     size_t entries = 0;
-    for (unsigned cls = 0; cls < pool->sc.nclasses; cls++)
+    for (unsigned cls = 0; cls < pool->engine.sc.nclasses; cls++)
         entries += bin_capacity(pool, cls);
     /* Bins for every class any pool can have, those past nbins left zero (empty and full):
      * once this cache is an orphan, the next pool in its slot may have more classes, and
@@ -205,12 +205,12 @@ static bp_tcache *tcache_new(bp_pool *pool)
     tc->owner_busy = &bp_fast_tls.busy;
     tc->last_active_ms = bp_now_ms();
     void **stack = (void **)((char *)tc + stacks);
-    for (unsigned cls = 0; cls < pool->sc.nclasses; cls++) {
+    for (unsigned cls = 0; cls < pool->engine.sc.nclasses; cls++) {
         bp_tcache_bin *bin = &tc->bins[cls + 1];
         bin->capacity = (uint16_t)bin_capacity(pool, cls);
         /* Start with about 32 KiB worth per refill: many small blocks, few large ones. */
-        uint32_t fill =
-            BP_MIN(BP_MAX(bin->capacity / 2u, 1u), BP_MAX((32u << 10) / pool->sc.size[cls], 1u));
+        uint32_t fill = BP_MIN(BP_MAX(bin->capacity / 2u, 1u),
+                               BP_MAX((32u << 10) / pool->engine.sc.size[cls], 1u));
         bin->fill = (uint16_t)fill;
         bin->full = stack;
         stack += bin->capacity;
@@ -322,7 +322,7 @@ static void publish_stats(bp_tcache *tc, uint64_t hits)
 {
     size_t bytes = 0;
     for (uint32_t b = 1; b < tc->nbins; b++)
-        bytes += (size_t)bin_count(&tc->bins[b]) * tc->pool->sc.size[b - 1];
+        bytes += (size_t)bin_count(&tc->bins[b]) * tc->pool->engine.sc.size[b - 1];
     __atomic_store_n(&tc->hits_total, tc->hits_total + hits, __ATOMIC_RELAXED);
     __atomic_store_n(&tc->cached_bytes, bytes, __ATOMIC_RELAXED);
 }
@@ -432,7 +432,7 @@ static bool free_slow(bp_chunk *chunk, void *p, uint32_t info)
 {
     bp_pool *pool = chunk->pool;
     unsigned cls = bp_info_class(info);
-    bp_tcache *tc = cls < pool->cache_classes ? tcache_get(pool) : NULL;
+    bp_tcache *tc = cls < pool->engine.cache_classes ? tcache_get(pool) : NULL;
     if (tc == NULL || tc->bins[cls + 1].capacity == 0) {
         __atomic_add_fetch(&chunk->arena->counters.classes[cls].program_frees, 1, __ATOMIC_RELAXED);
         bp_arena_free(chunk->arena, chunk, (uintptr_t)p, info);
@@ -547,7 +547,7 @@ void bp_tcache_stats(bp_pool *pool, uint64_t *hits, size_t *cached_bytes)
         *hits += mine->hits_total;
         for (uint32_t b = 1; b < mine->nbins; b++) {
             *hits += mine->bins[b].hits;
-            *cached_bytes += (size_t)bin_count(&mine->bins[b]) * pool->sc.size[b - 1];
+            *cached_bytes += (size_t)bin_count(&mine->bins[b]) * pool->engine.sc.size[b - 1];
         }
     }
     bp_tcache_leave();

@@ -4,7 +4,7 @@
  * Built without liburing (BP_HAVE_LIBURING undefined: CMake found none), every call answers
  * ENOSYS, so the API is the same in every build and a program decides at run time. */
 #define _GNU_SOURCE
-#include "internal.h"
+#include "front.h"
 
 #include <errno.h>
 

@@ -1,7 +1,7 @@
 /* test_api.c — the public API at its edges: sizes 0 and SIZE_MAX, calloc overflow,
  * alignment, realloc across classes, bad configs, the default pool, pools made and
  * destroyed in a loop. */
-#include "internal.h"
+#include "front.h"
 #include "test.h"
 
 #include <errno.h>
@@ -151,13 +151,13 @@ static size_t mismatches(const unsigned char *p, size_t n, unsigned seed)
 static void test_realloc(void)
 {
     bp_pool *pool = new_pool(8192, (size_t)1 << 20);
-    const bp_size_classes *sc = &pool->sc;
+    const bp_size_classes *sc = &pool->engine.sc;
     unsigned char *p = bp_realloc(pool, NULL, 10);
     REQUIRE(p != NULL);
     fill(p, 10, 7);
     size_t have = 10;
     for (unsigned c = 0; c < sc->nclasses; c++) {
-        size_t to = sc->size[c] + 1 <= pool->chunk_size ? sc->size[c] + 1 : sc->size[c];
+        size_t to = sc->size[c] + 1 <= pool->engine.chunk_size ? sc->size[c] + 1 : sc->size[c];
         unsigned char *q = bp_realloc(pool, p, to);
         REQUIRE(q != NULL);
         CHECK_EQ(mismatches(q, have, 7), 0);

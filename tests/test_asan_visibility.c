@@ -3,7 +3,7 @@
  * reported by ASan (each planted in a child process, whose report the parent reads), while
  * every byte up to bp_usable_size, which the API promises, may be used. Built only for the
  * ASan configuration. */
-#include "internal.h"
+#include "front.h"
 #include "test.h"
 
 #include <string.h>

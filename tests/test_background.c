@@ -1,7 +1,7 @@
 /* test_background.c — the background thread (config background_thread): a quiet program's
  * free pages are purged and its idle thread caches emptied without any call into the pool,
  * pools that did not ask are left alone, and a fork child gets a thread of its own. */
-#include "internal.h"
+#include "front.h"
 #include "test.h"
 
 #include <linux/membarrier.h>

@@ -2,7 +2,8 @@
  * boundaries up to max, typed access against fixed byte patterns, bytes, views and their
  * lifetimes, wrapped memory, composites, iovecs with readv/writev, search, and every error
  * path leaving the buffer as it was. */
-#include "buf_internal.h"
+#include "buf/buf_internal.h"
+#include "front.h"
 #include "test.h"
 
 #include <errno.h>

@@ -2,7 +2,8 @@
  * into the room there is, growth that keeps every byte of the capacity, empty wrapped memory,
  * composites that keep their parts' bytes alive and unchanged, failed calls that change
  * nothing, writes whose source lies in the buffer itself, and overlong varints. */
-#include "buf_internal.h"
+#include "buf/buf_internal.h"
+#include "front.h"
 #include "test.h"
 
 #include <errno.h>

@@ -4,7 +4,8 @@
  * taking parts at either end, slices of other buffers, copies in and out, writes that let
  * go of what they consumed, consolidation and shrinking; fixed seed, printed, replayable
  * with BP_TEST_SEED. */
-#include "buf_internal.h"
+#include "buf/buf_internal.h"
+#include "front.h"
 #include "test.h"
 
 #include <string.h>

@@ -1,6 +1,6 @@
 /* test_chunk.c — handles, runs (split, aligned placement, coalescing), subpage transitions
  * and chunk-list moves, checked against the invariant walker and hand-worked figures. */
-#include "internal.h"
+#include "front.h"
 #include "test.h"
 
 #include <string.h>
@@ -16,7 +16,8 @@ static bp_pool *new_pool(size_t page, size_t chunk)
     cfg.retained_chunks = 0;                /* an empty chunk goes as Netty lets it go */
     bp_pool *pool = bp_pool_new(&cfg);
     REQUIRE(pool != NULL);
-    memset(pool->run_cache_limit, 0, sizeof pool->run_cache_limit); /* every run goes back */
+    memset(pool->engine.run_cache_limit, 0,
+           sizeof pool->engine.run_cache_limit); /* every run goes back */
     return pool;
 }
 
@@ -44,8 +45,8 @@ static void test_handle(void)
 static void test_split_and_coalesce(void)
 {
     bp_pool *pool = new_pool(8192, (size_t)4 << 20);
-    const bp_size_classes *sc = &pool->sc;
-    bp_chunk *chunk = bp_chunk_new(&pool->arenas[0]);
+    const bp_size_classes *sc = &pool->engine.sc;
+    bp_chunk *chunk = bp_chunk_new(&pool->engine, &pool->arenas[0]);
     REQUIRE(chunk != NULL);
     test_rng rng = {test_seed(0xc0a1e5ce)};
     for (int round = 0; round < 20; round++) {
@@ -89,8 +90,8 @@ static void test_split_and_coalesce(void)
 static void test_run_placement(void)
 {
     bp_pool *pool = new_pool(8192, (size_t)4 << 20);
-    const bp_size_classes *sc = &pool->sc;
-    bp_chunk *chunk = bp_chunk_new(&pool->arenas[0]);
+    const bp_size_classes *sc = &pool->engine.sc;
+    bp_chunk *chunk = bp_chunk_new(&pool->engine, &pool->arenas[0]);
     REQUIRE(chunk != NULL);
     unsigned c4 = bp_size_to_class(sc, 4 * 8192); /* a normal class of 4 pages */
     CHECK_EQ(bp_chunk_alloc_run(chunk, c4, 1, false), 0);
@@ -135,8 +136,8 @@ static void test_subpage_transitions(void)
 {
     bp_pool *pool = new_pool(8192, (size_t)4 << 20);
     bp_arena *arena = &pool->arenas[0];
-    unsigned cls = bp_size_to_class(&pool->sc, 1024);
-    REQUIRE(pool->sc.run_elems[cls] == 8);
+    unsigned cls = bp_size_to_class(&pool->engine.sc, 1024);
+    REQUIRE(pool->engine.sc.run_elems[cls] == 8);
     void *a[8], *b;
     for (int i = 0; i < 8; i++)
         a[i] = bp_alloc(pool, 1024);

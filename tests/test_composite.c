@@ -2,7 +2,8 @@
  * consolidation past a threshold (Netty's maxNumComponents), parts taken at the front,
  * slices of other buffers taken by reference, copies between buffers, and the parts a write
  * consumed released by the write; every failed call leaves both buffers as they were. */
-#include "buf_internal.h"
+#include "buf/buf_internal.h"
+#include "front.h"
 #include "test.h"
 
 #include <errno.h>

@@ -5,7 +5,7 @@
  * arena (bp_arena_realloc_huge: in place, moved with mremap, kept aligned, within memory_limit,
  * left to the caller's copy where the OS layer cannot remap). */
 #define _GNU_SOURCE /* MAP_FIXED_NOREPLACE */
-#include "internal.h"
+#include "front.h"
 #include "test.h"
 
 #include <string.h>
@@ -98,7 +98,7 @@ static void test_reused_without_a_new_mapping(void)
     unsigned long unmaps = counts.unmaps;
     bp_pool_trim(pool);
     CHECK(counts.unmaps >= unmaps + 2); /* the cached mappings */
-    CHECK_EQ(pool->mapped_bytes, 0);
+    CHECK_EQ(pool->engine.memory.counted, 0);
     bp_pool_destroy(pool);
 }
 
@@ -109,10 +109,10 @@ static void test_bound_and_limit(void)
     void *a = bp_alloc(pool, 30 * mib);
     REQUIRE(a != NULL);
     bp_free(a); /* cached: still counted (checked builds: quarantined, uncounted) */
-    CHECK(BP_CHECKED || pool->mapped_bytes >= 30 * mib);
+    CHECK(BP_CHECKED || pool->engine.memory.counted >= 30 * mib);
     void *b = bp_alloc(pool, 12 * mib); /* too small for it, and the limit needs it back */
     CHECK(b != NULL);
-    CHECK(pool->mapped_bytes <= 40 * mib);
+    CHECK(pool->engine.memory.counted <= 40 * mib);
     bp_free(b);
     void *big = bp_alloc(pool, 70 * mib); /* over the limit anyway */
     CHECK(big == NULL);
@@ -143,7 +143,7 @@ static void test_decay_releases(void)
         bp_arena_purge_decayed(&pool->arenas[0]);
     }
     CHECK_EQ(pool->arenas[0].nhuge_cached, 0);
-    CHECK(pool->mapped_bytes < ((size_t)1 << 20)); /* the descriptor slab stays */
+    CHECK(pool->engine.memory.counted < ((size_t)1 << 20)); /* the descriptor slab stays */
     bp_pool_destroy(pool);
 }
 
@@ -188,18 +188,18 @@ static void test_eviction_unmaps_outside_the_lock(void)
     bp_pool *pool = lock_checking_pool(-1, 32 * mib);
     void *a = bp_alloc(pool, 25 * mib), *b = bp_alloc(pool, 25 * mib);
     REQUIRE(a != NULL && b != NULL);
-    size_t limit_before = pool->mapped_bytes;
+    size_t limit_before = pool->engine.memory.counted;
     bp_free(a);
     bp_free(b); /* the cache holds one of them: the other is evicted */
     through_quarantine(pool);
     CHECK(huge_unmaps >= 1);
     CHECK_EQ(huge_unmaps_locked, 0);
-    CHECK(pool->mapped_bytes <= limit_before - 25 * mib); /* uncounted once unmapped */
+    CHECK(pool->engine.memory.counted <= limit_before - 25 * mib); /* uncounted once unmapped */
     CHECK_EQ(pool->arenas[0].unmap_pending, NULL);
     CHECK_EQ(bp_pool_check(pool), 0);
     bp_pool_trim(pool); /* the rest of the cache (and the quarantine) */
     CHECK_EQ(huge_unmaps_locked, 0);
-    CHECK_EQ(pool->mapped_bytes, 0);
+    CHECK_EQ(pool->engine.memory.counted, 0);
     bp_pool_destroy(pool);
 }
 
@@ -291,7 +291,7 @@ static void test_realloc_grows_and_shrinks(void)
     bp_pool *pool = default_os_pool(0);
     char *p = bp_alloc(pool, 8 * mib);
     REQUIRE(p != NULL);
-    size_t overhead = pool->mapped_bytes - 8 * mib; /* the descriptor slab */
+    size_t overhead = pool->engine.memory.counted - 8 * mib; /* the descriptor slab */
     fill(p, 8 * mib);
     size_t kept = 8 * mib;
     for (size_t size = 16 * mib; size <= 64 * mib; size *= 2) {
@@ -301,7 +301,7 @@ static void test_realloc_grows_and_shrinks(void)
         CHECK_EQ(mismatches(q, kept), 0);
         CHECK_EQ(bp_usable_size(q), size);
         CHECK_EQ(huge_bytes(pool), size);
-        CHECK_EQ(pool->mapped_bytes, overhead + size);
+        CHECK_EQ(pool->engine.memory.counted, overhead + size);
         CHECK(bp_chunk_map_lookup((uintptr_t)q) != NULL);
         fill(q, size);
         kept = size;
@@ -310,14 +310,14 @@ static void test_realloc_grows_and_shrinks(void)
     char *q = realloc_huge(p, 5 * mib + 1); /* a shrink gives the tail back */
     REQUIRE(q == p);
     CHECK_EQ(mismatches(q, 5 * mib), 0);
-    CHECK_EQ(bp_usable_size(q), 5 * mib + pool->page_size);
-    CHECK_EQ(pool->mapped_bytes, overhead + 5 * mib + pool->page_size);
-    CHECK_EQ(huge_bytes(pool), 5 * mib + pool->page_size);
+    CHECK_EQ(bp_usable_size(q), 5 * mib + pool->engine.page_size);
+    CHECK_EQ(pool->engine.memory.counted, overhead + 5 * mib + pool->engine.page_size);
+    CHECK_EQ(huge_bytes(pool), 5 * mib + pool->engine.page_size);
     CHECK_EQ(bp_pool_check(pool), 0);
     bp_free(q);
     through_quarantine(pool);
     bp_pool_trim(pool);
-    CHECK_EQ(pool->mapped_bytes, 0);
+    CHECK_EQ(pool->engine.memory.counted, 0);
     bp_pool_destroy(pool);
 }
 
@@ -352,7 +352,7 @@ static void test_realloc_moves_keeping_alignment(void)
     moved_keeps_alignment(pool, (size_t)32 << 20);
     through_quarantine(pool);
     bp_pool_trim(pool);
-    CHECK_EQ(pool->mapped_bytes, 0);
+    CHECK_EQ(pool->engine.memory.counted, 0);
     bp_pool_destroy(pool);
 }
 
@@ -363,15 +363,15 @@ static void test_realloc_within_memory_limit(void)
     char *p = bp_alloc(pool, 16 * mib);
     REQUIRE(p != NULL);
     fill(p, 16 * mib);
-    size_t mapped = pool->mapped_bytes;
+    size_t mapped = pool->engine.memory.counted;
     CHECK(realloc_huge(p, 32 * mib) == NULL); /* past the limit: the block as it was */
-    CHECK_EQ(pool->mapped_bytes, mapped);
+    CHECK_EQ(pool->engine.memory.counted, mapped);
     CHECK_EQ(bp_usable_size(p), 16 * mib);
     CHECK_EQ(mismatches(p, 16 * mib), 0);
     char *q = realloc_huge(p, 20 * mib);
     REQUIRE(q != NULL);
-    CHECK_EQ(pool->mapped_bytes, mapped + 4 * mib);
-    CHECK(pool->mapped_bytes <= 24 * mib);
+    CHECK_EQ(pool->engine.memory.counted, mapped + 4 * mib);
+    CHECK(pool->engine.memory.counted <= 24 * mib);
     CHECK_EQ(mismatches(q, 16 * mib), 0);
     CHECK_EQ(bp_pool_check(pool), 0);
     bp_free(q);
@@ -415,11 +415,11 @@ static void test_realloc_reused_block(void)
     b = bp_alloc(pool, 17 * mib);
     REQUIRE(b == a);
     fill(b, 17 * mib);
-    size_t mapped = pool->mapped_bytes;
+    size_t mapped = pool->engine.memory.counted;
     c = realloc_huge(b, 40 * mib);
     REQUIRE(c != NULL);
     CHECK_EQ(mismatches(c, 17 * mib), 0);
-    CHECK_EQ(pool->mapped_bytes, mapped + 20 * mib);
+    CHECK_EQ(pool->engine.memory.counted, mapped + 20 * mib);
     CHECK_EQ(pool->arenas[0].huge_slack_bytes, 0);
     CHECK_EQ(bp_pool_check(pool), 0);
     bp_free(c);

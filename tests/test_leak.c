@@ -3,7 +3,8 @@
  * at bp_pool_destroy, reports each leak once, names frames by module and offset with the
  * addr2line command for file:line, and writes to a stream that allocates from the pool. */
 #define _GNU_SOURCE /* fopencookie, dl_iterate_phdr, tdestroy */
-#include "buf_internal.h"
+#include "buf/buf_internal.h"
+#include "front.h"
 #include "test.h"
 
 #include <link.h>

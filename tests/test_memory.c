@@ -1,7 +1,7 @@
 /* test_memory.c — memory return and limits: purging when the decay policy says and not
  * otherwise, retained chunks ending the map/unmap churn at a band edge, memory_limit enforced
  * exactly with the pool serving again after a refusal, and RSS dropping on bp_pool_trim. */
-#include "internal.h"
+#include "front.h"
 #include "test.h"
 
 #include <errno.h>
@@ -58,7 +58,7 @@ static bp_pool *pool_with(const bp_os *os, int decay_ms, unsigned retained, size
     bp_pool *pool = bp_pool_new(&cfg);
     REQUIRE(pool != NULL);
     if (!run_cache)
-        memset(pool->run_cache_limit, 0, sizeof pool->run_cache_limit);
+        memset(pool->engine.run_cache_limit, 0, sizeof pool->engine.run_cache_limit);
     return pool;
 }
 
@@ -174,21 +174,21 @@ static void test_memory_limit(void)
     bp_os os = os_for(&c);
     bp_pool *pool = pool_with(&os, 10000, 2, 0, true);
     /* room for three chunks with their metadata, which the limit counts too */
-    size_t limit = 3 * (((size_t)1 << 20) + bp_chunk_meta_size(pool));
-    pool->config.memory_limit = limit;
+    size_t limit = 3 * (((size_t)1 << 20) + bp_chunk_meta_size(&pool->engine));
+    pool->engine.memory.limit = limit;
     void *blocks[6];
     for (int i = 0; i < 6; i++) {
         blocks[i] = bp_alloc(pool, 512 << 10); /* two per 1 MiB chunk */
         REQUIRE(blocks[i] != NULL);
     }
-    CHECK_EQ(pool->mapped_bytes, limit);
+    CHECK_EQ(pool->engine.memory.counted, limit);
     errno = 0;
     CHECK(bp_alloc(pool, 512 << 10) == NULL); /* a fourth chunk would pass the limit */
     CHECK_EQ(errno, ENOMEM);
     errno = 0;
     CHECK(bp_alloc(pool, (size_t)2 << 20) == NULL); /* and so would a huge block */
     CHECK_EQ(errno, ENOMEM);
-    CHECK_EQ(pool->mapped_bytes, limit);
+    CHECK_EQ(pool->engine.memory.counted, limit);
     CHECK_EQ(bp_pool_check(pool), 0);
     bp_free(blocks[5]);
     blocks[5] = bp_alloc(pool, 512 << 10); /* serves again from the freed space */
@@ -198,7 +198,7 @@ static void test_memory_limit(void)
     bp_pool_trim(pool);
     void *huge = bp_alloc(pool, (size_t)2 << 20); /* fits now */
     CHECK(huge != NULL);
-    CHECK(pool->mapped_bytes <= limit);
+    CHECK(pool->engine.memory.counted <= limit);
     bp_free(huge);
     bp_pool_destroy(pool);
 }
@@ -246,7 +246,7 @@ static void test_limit_reclaims_before_failing(void)
     for (unsigned i = 0; i < n; i++)
         bp_free(blocks[i]);
     CHECK_EQ(grow_until_refused(used), fresh_capacity);
-    CHECK(used->mapped_bytes <= cfg.memory_limit);
+    CHECK(used->engine.memory.counted <= cfg.memory_limit);
     CHECK_EQ(bp_pool_check(used), 0);
     bp_pool_destroy(fresh);
     bp_pool_destroy(used);
@@ -280,8 +280,8 @@ static void test_limit_reclaims_other_arenas(void)
     bp_pool *pool = bp_pool_new(&cfg);
     REQUIRE(pool != NULL);
     /* three chunks with their metadata, which the limit counts too */
-    cfg.memory_limit = 3 * (((size_t)1 << 20) + bp_chunk_meta_size(pool));
-    pool->config.memory_limit = cfg.memory_limit;
+    cfg.memory_limit = 3 * (((size_t)1 << 20) + bp_chunk_meta_size(&pool->engine));
+    pool->engine.memory.limit = cfg.memory_limit;
     bp_arena *mine = bp_thread_arena(pool); /* this thread takes arena 0, the next arena 1 */
     fill_job job = {pool, 512 << 10};
     pthread_t t;
@@ -296,7 +296,7 @@ static void test_limit_reclaims_other_arenas(void)
     void *huge = bp_alloc(pool, (size_t)2 << 20);
     CHECK(huge != NULL);
     bp_free(huge);
-    CHECK(pool->mapped_bytes <= cfg.memory_limit);
+    CHECK(pool->engine.memory.counted <= cfg.memory_limit);
     CHECK_EQ(bp_pool_check(pool), 0);
     bp_pool_destroy(pool);
 }

@@ -9,7 +9,7 @@
  * forces with bp_thread_flush and bp_pool_trim; a child that gets past those returns, exits
  * 0, and the case fails. The checker itself is tested on children that exit normally, abort
  * without a report, or report another address. */
-#include "internal.h"
+#include "front.h"
 #include "test.h"
 
 #include <signal.h>
@@ -179,8 +179,8 @@ static void setup_cached_normal(ctx *c)
  * Live runs on both sides (the last cached one and keep) keep it from coalescing. */
 static void setup_normal_past_run_cache(ctx *c)
 {
-    unsigned cls = bp_size_to_class(&c->pool->sc, UNCACHED_NORMAL);
-    c->nextra = c->pool->run_cache_limit[cls];
+    unsigned cls = bp_size_to_class(&c->pool->engine.sc, UNCACHED_NORMAL);
+    c->nextra = c->pool->engine.run_cache_limit[cls];
     REQUIRE(c->nextra >= 1 && c->nextra <= BP_RUN_CACHE_SLOTS);
     for (unsigned i = 0; i < c->nextra; i++)
         c->extra[i] = bp_alloc(c->pool, UNCACHED_NORMAL);

@@ -14,7 +14,7 @@
  *
  * The seed is printed; BP_TEST_SEED replays a run; a failure names the phase, the operation
  * index and the seed. BP_SANITIZER=thread or valgrind runs a quarter of the operations. */
-#include "internal.h"
+#include "front.h"
 #include "test.h"
 
 #include <errno.h>
@@ -276,7 +276,7 @@ static size_t random_size(model *m)
     if (kind < 780) /* small: anything up to 28 KiB */
         return test_below(r, (28 << 10) + 1);
     if (kind < 880) { /* a class size exactly, or one byte either side */
-        const bp_size_classes *sc = &m->pool->sc;
+        const bp_size_classes *sc = &m->pool->engine.sc;
         size_t s = sc->size[test_below(r, sc->nclasses)];
         return s - 1 + test_below(r, 3); /* the top class + 1 is a huge block */
     }
@@ -297,7 +297,7 @@ static size_t expected_usable(const model *m, size_t size)
 {
     if (size > m->chunk)
         return bp_align_up(size, m->page);
-    return m->pool->sc.size[bp_size_to_class(&m->pool->sc, size)];
+    return m->pool->engine.sc.size[bp_size_to_class(&m->pool->engine.sc, size)];
 }
 
 /* ---- operations -------------------------------------------------------------------------- */
@@ -483,8 +483,9 @@ static void check_pool(model *m)
            c.active_bytes, m->live_usable, cached, transfer);
     MCHECK(m, c.huge_bytes == m->live_huge, NULL, "huge bytes %zu, live huge blocks hold %zu",
            c.huge_bytes, m->live_huge);
-    size_t mapped = __atomic_load_n(&m->pool->mapped_bytes, __ATOMIC_RELAXED);
-    size_t overhead = 0; /* metadata memory_limit counts too */
+    size_t mapped = __atomic_load_n(&m->pool->engine.memory.counted, __ATOMIC_RELAXED);
+    /* metadata memory_limit counts too, and ranges the OS layer refused to unmap */
+    size_t overhead = bp_os_stuck_bytes(&m->pool->engine.memory);
     for (unsigned i = 0; i < bp_pool_arenas_ready(m->pool); i++)
         overhead += bp_arena_overhead_bytes(&m->pool->arenas[i]);
     MCHECK(m, mapped == c.chunk_bytes + c.huge_bytes + overhead, NULL,
@@ -541,7 +542,7 @@ static void run_phase(const phase *ph, unsigned index, uint64_t seed, long scale
 
     long ops = ph->ops / scale;
     printf("  phase %u: %s, %zu classes, %ld operations\n", index + 1, ph->name,
-           (size_t)m->pool->sc.nclasses, ops);
+           (size_t)m->pool->engine.sc.nclasses, ops);
     int free_bias = 57; /* percent of operations on a live slot that free it; varies */
     for (m->op = 0; m->op < ops && m->fails < MAX_FAILS; m->op++) {
         if (m->op % 25000 == 0) /* phases of growth and of shrinking */
@@ -596,7 +597,7 @@ static void run_phase(const phase *ph, unsigned index, uint64_t seed, long scale
     CHECK_EQ(c.chunk_bytes, 0);
     CHECK_EQ(c.active_bytes, 0);
     CHECK_EQ(c.chunks_mapped, c.chunks_unmapped);
-    CHECK_EQ(__atomic_load_n(&m->pool->mapped_bytes, __ATOMIC_RELAXED), 0);
+    CHECK_EQ(__atomic_load_n(&m->pool->engine.memory.counted, __ATOMIC_RELAXED), 0);
     CHECK(released >= chunk_bytes);
     CHECK_EQ(bp_pool_check(m->pool), 0);
 

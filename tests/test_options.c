@@ -3,7 +3,7 @@
  * kept, so whatever the environment holds the config makes a pool; bp_pool_new still refuses
  * the same values set in code. */
 #define _GNU_SOURCE /* program_invocation_short_name */
-#include "internal.h"
+#include "front.h"
 #include "test.h"
 
 #include <errno.h>

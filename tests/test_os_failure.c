@@ -4,7 +4,7 @@
  * unmap (as munmap does at vm.max_map_count): nothing aborts, the memory stays counted, an
  * empty chunk is reused, and the rest is unmapped once the OS agrees. memory_limit bounds
  * every mapping a pool makes for its blocks, metadata included. */
-#include "internal.h"
+#include "front.h"
 #include "test.h"
 
 #include <errno.h>
@@ -200,13 +200,13 @@ static void test_refused_chunk_unmap(void)
     size_t pool_mapping = f.live_bytes;
     void *p = bp_alloc(pool, 256 * KiB); /* the whole chunk */
     REQUIRE(p != NULL);
-    size_t mapped = pool->mapped_bytes;
-    CHECK_EQ(mapped, 256 * KiB + bp_chunk_meta_size(pool));
+    size_t mapped = pool->engine.memory.counted;
+    CHECK_EQ(mapped, 256 * KiB + bp_chunk_meta_size(&pool->engine));
     bp_free(p);
     f.refuse_unmaps = true;
     bp_pool_trim(pool); /* would unmap the empty chunk */
     CHECK(f.refused_unmaps >= 1);
-    CHECK_EQ(pool->mapped_bytes, mapped);
+    CHECK_EQ(pool->engine.memory.counted, mapped);
     CHECK_EQ(f.live_bytes, pool_mapping + mapped);
     CHECK(f.purged_bytes >= 256 * KiB);
     CHECK_EQ(bp_pool_check(pool), 0);
@@ -216,10 +216,10 @@ static void test_refused_chunk_unmap(void)
     CHECK_EQ(f.maps, maps);
     bp_free(q);
     bp_pool_trim(pool); /* refused again: still nothing lost */
-    CHECK_EQ(pool->mapped_bytes, mapped);
+    CHECK_EQ(pool->engine.memory.counted, mapped);
     f.refuse_unmaps = false;
     bp_pool_trim(pool);
-    CHECK_EQ(pool->mapped_bytes, 0);
+    CHECK_EQ(pool->engine.memory.counted, 0);
     CHECK_EQ(f.live_bytes, pool_mapping);
     CHECK_EQ(bp_pool_check(pool), 0);
     bp_pool_destroy(pool);
@@ -238,13 +238,13 @@ static void test_refused_huge_unmap(void)
     void *p = bp_alloc(pool, 1 * MiB);
     REQUIRE(p != NULL);
     memset(p, 1, 1 * MiB);
-    size_t mapped = pool->mapped_bytes;
+    size_t mapped = pool->engine.memory.counted;
     f.refuse_unmaps = true;
     bp_free(p);
     bp_pool_trim(pool);
     CHECK(f.refused_unmaps >= 1);
     if (!BP_CHECKED)
-        CHECK_EQ(pool->mapped_bytes, mapped);
+        CHECK_EQ(pool->engine.memory.counted, mapped);
     CHECK(f.purged_bytes >= 1 * MiB);
     CHECK_EQ(f.live_bytes, pool_mapping + mapped);
     CHECK_EQ(bp_pool_check(pool), 0);
@@ -253,7 +253,7 @@ static void test_refused_huge_unmap(void)
     f.refuse_unmaps = false;
     bp_free(q);
     bp_pool_trim(pool);
-    CHECK_EQ(pool->mapped_bytes, 0);
+    CHECK_EQ(pool->engine.memory.counted, 0);
     CHECK_EQ(f.live_bytes, pool_mapping);
     bp_pool_destroy(pool);
     CHECK_EQ(f.live_bytes, 0);
@@ -267,7 +267,7 @@ static void test_refused_metadata_unmap(void)
     bp_os os;
     bp_pool *pool = refusing_pool(&f, &os, 0);
     size_t pool_mapping = f.live_bytes;
-    size_t meta = bp_chunk_meta_size(pool);
+    size_t meta = bp_chunk_meta_size(&pool->engine);
     REQUIRE(meta != 256 * KiB);
     void *p = bp_alloc(pool, 100);
     REQUIRE(p != NULL);
@@ -276,13 +276,13 @@ static void test_refused_metadata_unmap(void)
     f.refuse_size = meta;
     bp_pool_trim(pool);
     CHECK(f.refused_unmaps >= 1);
-    CHECK_EQ(pool->mapped_bytes, meta);
-    CHECK_EQ(bp_arena_overhead_bytes(&pool->arenas[0]), meta); /* counted as a stuck range */
+    CHECK_EQ(pool->engine.memory.counted, meta);
+    CHECK_EQ(bp_os_stuck_bytes(&pool->engine.memory), meta); /* counted as a stuck range */
     CHECK_EQ(f.live_bytes, pool_mapping + meta);
     CHECK_EQ(bp_pool_check(pool), 0);
     f.refuse_unmaps = false;
     bp_pool_trim(pool);
-    CHECK_EQ(pool->mapped_bytes, 0);
+    CHECK_EQ(pool->engine.memory.counted, 0);
     CHECK_EQ(f.live_bytes, pool_mapping);
     bp_pool_destroy(pool);
     CHECK_EQ(f.live_bytes, 0);
@@ -330,7 +330,7 @@ static void test_limit_counts_metadata(void)
     bp_pool *pool = bp_pool_new(&cfg);
     REQUIRE(pool != NULL);
     size_t pool_mapping = f.live_bytes; /* the pool's own mapping: not a block's */
-    CHECK(bp_chunk_meta_size(pool) >= 8 * KiB);
+    CHECK(bp_chunk_meta_size(&pool->engine) >= 8 * KiB);
     static const size_t sizes[] = {8 * KiB, 16, 4 * KiB, 20 * KiB, 1000};
     void *blocks[1024];
     unsigned n = 0;
@@ -347,14 +347,15 @@ static void test_limit_counts_metadata(void)
     CHECK(n < 1024);
     CHECK_EQ(errno, ENOMEM);
     CHECK(peak <= cfg.memory_limit);
-    CHECK_EQ(pool->mapped_bytes, f.live_bytes - pool_mapping);
-    CHECK(pool->mapped_bytes > cfg.memory_limit / 2); /* the limit, not something else, ended it */
+    CHECK_EQ(pool->engine.memory.counted, f.live_bytes - pool_mapping);
+    CHECK(pool->engine.memory.counted >
+          cfg.memory_limit / 2); /* the limit, not something else, ended it */
     printf("  %u blocks under a %zu KiB limit; %zu KiB mapped for them at most\n", n,
            cfg.memory_limit >> 10, peak >> 10);
     for (unsigned i = 0; i < n; i++)
         bp_free(blocks[i]);
     bp_pool_trim(pool);
-    CHECK_EQ(pool->mapped_bytes, 0);
+    CHECK_EQ(pool->engine.memory.counted, 0);
     CHECK_EQ(bp_pool_check(pool), 0);
     bp_pool_destroy(pool);
     CHECK_EQ(f.live_bytes, 0);

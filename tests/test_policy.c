@@ -3,7 +3,7 @@
  * in when its usage is exactly on a band boundary, and the size-to-bin table the allocation
  * fast path reads. Chunk usages are built page by page, so each case knows its usage exactly
  * instead of relying on the policy under test to put chunks where they are. */
-#include "internal.h"
+#include "front.h"
 #include "test.h"
 
 #include <string.h>
@@ -19,7 +19,8 @@ static bp_pool *new_pool(size_t page, size_t chunk)
     cfg.retained_chunks = 0;
     bp_pool *pool = bp_pool_new(&cfg);
     REQUIRE(pool != NULL);
-    memset(pool->run_cache_limit, 0, sizeof pool->run_cache_limit); /* runs come from chunks */
+    memset(pool->engine.run_cache_limit, 0,
+           sizeof pool->engine.run_cache_limit); /* runs come from chunks */
     return pool;
 }
 
@@ -27,8 +28,8 @@ static bp_pool *new_pool(size_t page, size_t chunk)
  * usage. */
 static unsigned page_class(const bp_pool *pool)
 {
-    unsigned cls = bp_size_to_class(&pool->sc, pool->page_size);
-    REQUIRE(pool->sc.size[cls] == pool->page_size);
+    unsigned cls = bp_size_to_class(&pool->engine.sc, pool->engine.page_size);
+    REQUIRE(pool->engine.sc.size[cls] == pool->engine.page_size);
     return cls;
 }
 
@@ -83,8 +84,8 @@ static void test_allocation_order(void)
     bp_pool *pool = new_pool(8192, (size_t)4 << 20);
     bp_arena *arena = &pool->arenas[0];
     unsigned one_page = page_class(pool);
-    unsigned four_pages = bp_size_to_class(&pool->sc, 4 * 8192);
-    REQUIRE(!bp_class_is_small(&pool->sc, four_pages));
+    unsigned four_pages = bp_size_to_class(&pool->engine.sc, 4 * 8192);
+    REQUIRE(!bp_class_is_small(&pool->engine.sc, four_pages));
     for (int i = 0; i < BP_NLISTS; i++)
         REQUIRE(arena->lists[i].head == NULL);
 
@@ -95,7 +96,7 @@ static void test_allocation_order(void)
     enum { NORDER = sizeof order / sizeof order[0] };
     bp_chunk *chunks[NORDER];
     for (int i = NORDER - 1; i >= 0; i--) { /* filed in reverse: head order proves nothing */
-        bp_chunk *chunk = bp_chunk_new(arena);
+        bp_chunk *chunk = bp_chunk_new(arena->engine, arena);
         REQUIRE(chunk != NULL);
         set_usage(chunk, one_page, order[i].usage);
         bp_chunk_list_add(&arena->lists[order[i].list], chunk);
@@ -155,7 +156,7 @@ static void sweep(size_t page, size_t chunk_size)
 {
     bp_pool *pool = new_pool(page, chunk_size);
     unsigned one_page = page_class(pool);
-    bp_chunk *chunk = bp_chunk_new(&pool->arenas[0]);
+    bp_chunk *chunk = bp_chunk_new(&pool->engine, &pool->arenas[0]);
     REQUIRE(chunk != NULL);
     bp_chunk_list lists[BP_NLISTS];
     bp_chunk_lists_init(lists, chunk->npages);
@@ -192,7 +193,7 @@ static void test_boundaries_one_page_at_a_time(void)
 /* One chunk at an exact usage filed into `list`. */
 static bp_chunk *chunk_at(bp_pool *pool, bp_chunk_list *lists, int list, unsigned usage)
 {
-    bp_chunk *chunk = bp_chunk_new(&pool->arenas[0]);
+    bp_chunk *chunk = bp_chunk_new(&pool->engine, &pool->arenas[0]);
     REQUIRE(chunk != NULL);
     set_usage(chunk, page_class(pool), usage);
     bp_chunk_list_add(&lists[list], chunk);
@@ -213,14 +214,14 @@ static void test_filed_on_a_boundary(void)
 {
     bp_pool *pool = new_pool(8192, (size_t)4 << 20);
     bp_chunk_list lists[BP_NLISTS];
-    bp_chunk_lists_init(lists, pool->sc.chunk_pages);
+    bp_chunk_lists_init(lists, pool->engine.sc.chunk_pages);
     static const struct {
         unsigned usage;
         const char *list;
     } cases[] = {{24, "qInit"}, {25, "q000"}, {49, "q000"}, {50, "q025"},
                  {74, "q025"},  {75, "q050"}, {99, "q050"}, {100, "q100"}};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        bp_chunk *chunk = bp_chunk_new(&pool->arenas[0]);
+        bp_chunk *chunk = bp_chunk_new(&pool->engine, &pool->arenas[0]);
         REQUIRE(chunk != NULL);
         set_usage(chunk, page_class(pool), cases[i].usage);
         bp_chunk_list_add(&lists[BP_QINIT], chunk);
@@ -237,7 +238,7 @@ static void test_freed_onto_a_boundary(void)
 {
     bp_pool *pool = new_pool(8192, (size_t)4 << 20);
     bp_chunk_list lists[BP_NLISTS];
-    bp_chunk_lists_init(lists, pool->sc.chunk_pages);
+    bp_chunk_lists_init(lists, pool->engine.sc.chunk_pages);
     static const struct {
         int from;
         unsigned from_usage, to_usage;
@@ -325,10 +326,10 @@ static void test_bin_lookup_through_alloc(void)
     REQUIRE(pool->max_cached_size >= BP_FAST_MAX);
     enum { PER_CLASS = 2 };
     void *warm[BP_MAX_CLASSES][PER_CLASS];
-    unsigned top = smallest_class_at_least(&pool->sc, BP_FAST_MAX);
+    unsigned top = smallest_class_at_least(&pool->engine.sc, BP_FAST_MAX);
     for (unsigned cls = 0; cls <= top; cls++)
         for (int i = 0; i < PER_CLASS; i++)
-            REQUIRE((warm[cls][i] = bp_alloc(pool, pool->sc.size[cls])) != NULL);
+            REQUIRE((warm[cls][i] = bp_alloc(pool, pool->engine.sc.size[cls])) != NULL);
     for (unsigned cls = 0; cls <= top; cls++)
         for (int i = 0; i < PER_CLASS; i++)
             bp_free(warm[cls][i]);
@@ -336,7 +337,7 @@ static void test_bin_lookup_through_alloc(void)
     for (size_t size = 1; size <= BP_FAST_MAX; size++) {
         void *p = bp_alloc(pool, size);
         REQUIRE(p != NULL);
-        size_t want = pool->sc.size[smallest_class_at_least(&pool->sc, size)];
+        size_t want = pool->engine.sc.size[smallest_class_at_least(&pool->engine.sc, size)];
         if (bp_usable_size(p) != want && bad++ < 5)
             fprintf(stderr, "  bp_alloc(%zu): a block of %zu bytes, expected %zu\n", size,
                     bp_usable_size(p), want);

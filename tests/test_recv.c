@@ -5,7 +5,8 @@
  * interrupted by a signal made again, and a pipe whose reader has gone answered with EPIPE
  * rather than SIGPIPE. */
 #define _GNU_SOURCE /* gettid */
-#include "buf_internal.h"
+#include "buf/buf_internal.h"
+#include "front.h"
 #include "test.h"
 
 #include <errno.h>

@@ -2,7 +2,7 @@
  * (map_memory), region_add once per chunk and huge block, region_remove before each unmap,
  * bp_region_of for plain pointers and bp_bufs, and a region_add that fails: a clean ENOMEM,
  * nothing leaked, memory_limit's count exact, the pool usable after. */
-#include "internal.h"
+#include "front.h"
 #include "test.h"
 
 #include <errno.h>
@@ -118,7 +118,7 @@ static const bp_region *table_region(const region_os *t, const void *p, uintptr_
 /* What memory_limit counts, plus the pool's own mapping (which it does not). */
 static size_t counted(const bp_pool *pool)
 {
-    return __atomic_load_n(&pool->mapped_bytes, __ATOMIC_RELAXED) + pool->map_size;
+    return __atomic_load_n(&pool->engine.memory.counted, __ATOMIC_RELAXED) + pool->map_size;
 }
 
 static bp_os os_of(region_os *t)
@@ -216,7 +216,7 @@ static void failing_region_add(void)
         void *live[16];
         unsigned n = 0, refused = 0;
         for (unsigned i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
-            size_t before = __atomic_load_n(&pool->mapped_bytes, __ATOMIC_RELAXED);
+            size_t before = __atomic_load_n(&pool->engine.memory.counted, __ATOMIC_RELAXED);
             errno = 0;
             void *p = bp_alloc(pool, sizes[i]);
             if (p == NULL) {

@@ -4,7 +4,7 @@
  * checks every byte where it lies, without a copy, and acks; the producer releases on the
  * ack. A consumer killed mid-stream leaves the producer's pool consistent and its buffers
  * reclaimable. A full memfd and a bad size are clean errors. */
-#include "internal.h"
+#include "front.h"
 #include "test.h"
 
 #include <errno.h>

@@ -1,6 +1,6 @@
 /* test_size_classes.c — the generated size-class tables against the formula that defines
  * them and against Netty's published counts; size/class/page-class round trips. */
-#include "internal.h"
+#include "front.h"
 #include "test.h"
 
 #include <errno.h>

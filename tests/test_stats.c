@@ -5,7 +5,7 @@
  * traffic, stats_print at exit, and every BUFPOOL_CONF key round-tripping while bad values
  * are refused with a message naming the key. */
 #define _GNU_SOURCE /* fopencookie */
-#include "internal.h"
+#include "front.h"
 #include "test.h"
 
 #include <errno.h>
@@ -25,7 +25,7 @@ static bp_pool *scripted_pool(void)
     cfg.purge_decay_ms = -1;
     bp_pool *pool = bp_pool_new(&cfg);
     REQUIRE(pool != NULL);
-    memset(pool->run_cache_limit, 0, sizeof pool->run_cache_limit);
+    memset(pool->engine.run_cache_limit, 0, sizeof pool->engine.run_cache_limit);
     return pool;
 }
 
@@ -70,12 +70,12 @@ static void test_snapshot(void)
     CHECK_EQ(s.chunk_bytes, (size_t)4 << 20);
     /* chunk and huge memory, the chunk's metadata and one huge-descriptor slab */
     size_t mapped = ((size_t)9 << 20) + bp_arena_overhead_bytes(&pool->arenas[0]);
-    CHECK_EQ(mapped, ((size_t)9 << 20) + bp_chunk_meta_size(pool) + (64 << 10));
+    CHECK_EQ(mapped, ((size_t)9 << 20) + bp_chunk_meta_size(&pool->engine) + (64 << 10));
     CHECK_EQ(s.mapped_bytes, mapped);
     CHECK_EQ(s.chunks, 1);
     CHECK_EQ(s.chunks_mapped, 1);
     CHECK_EQ(s.cache_hits, 0);
-    unsigned c112 = bp_size_to_class(&pool->sc, 100);
+    unsigned c112 = bp_size_to_class(&pool->engine.sc, 100);
     CHECK_EQ(s.class_stats[c112].size, 112);
     CHECK_EQ(s.class_stats[c112].subpages, 1);
     CHECK_EQ(s.class_stats[c112].elements, 512);
@@ -106,7 +106,7 @@ static void test_cache_hits(void)
     CHECK_EQ(s.cache_hits, 1000); /* the miss refills, then serves from the bin */
     CHECK_EQ(s.alloc_small, 128); /* one refill of 128 blocks */
     CHECK_EQ(s.cached_bytes, 128 * 64);
-    CHECK_EQ(s.class_stats[bp_size_to_class(&pool->sc, 64)].cached, 128);
+    CHECK_EQ(s.class_stats[bp_size_to_class(&pool->engine.sc, 64)].cached, 128);
     bp_pool_destroy(pool);
 }
 
@@ -240,27 +240,27 @@ static void test_program_allocations(void)
         x = x * 6364136223846793005ull + 1442695040888963407ull;
         size_t size = (x >> 33) % 4 == 0 ? 16 + (x >> 40) % 60000 : 16 + (x >> 40) % 2000;
         blocks[i] = bp_alloc(pool, size);
-        expect[bp_size_to_class(&pool->sc, size)]++;
+        expect[bp_size_to_class(&pool->engine.sc, size)]++;
     }
     for (int i = 0; i < 1200; i += 3)
         bp_free(blocks[i]);
     pthread_t t;
     REQUIRE(pthread_create(&t, NULL, allocate_and_exit, pool) == 0);
     pthread_join(t, NULL);
-    expect[bp_size_to_class(&pool->sc, 100)] += 500;
+    expect[bp_size_to_class(&pool->engine.sc, 100)] += 500;
     void *huge = bp_alloc(pool, (size_t)2 << 20);
     bp_stats s;
     s.struct_size = sizeof s;
     REQUIRE(bp_pool_stats(pool, &s) == BP_OK);
     CHECK_EQ(s.program_allocations, 1701);
     uint64_t arena_small = 0, arena_normal = 0, freed = 0, mismatched = 0;
-    for (unsigned c = 0; c < pool->sc.nclasses; c++) {
+    for (unsigned c = 0; c < pool->engine.sc.nclasses; c++) {
         mismatched += s.class_ops[c].program_allocations != expect[c];
         if (s.class_ops[c].program_allocations != expect[c])
             fprintf(stderr, "  class %u: %llu program allocations, expected %llu\n", c,
                     (unsigned long long)s.class_ops[c].program_allocations,
                     (unsigned long long)expect[c]);
-        *(bp_class_is_small(&pool->sc, c) ? &arena_small : &arena_normal) +=
+        *(bp_class_is_small(&pool->engine.sc, c) ? &arena_small : &arena_normal) +=
             s.class_ops[c].arena_allocations;
         freed += s.class_ops[c].arena_frees;
         CHECK(s.class_ops[c].cache_fills <= s.class_ops[c].arena_allocations);
@@ -334,7 +334,7 @@ static void test_program_frees(void)
         blocks[i] = bp_alloc(pool, size);
         REQUIRE(blocks[i] != NULL);
         if (i % 3 == 0 || i >= N / 2)
-            expect[bp_size_to_class(&pool->sc, size)]++;
+            expect[bp_size_to_class(&pool->engine.sc, size)]++;
     }
     for (int i = 0; i < N / 2; i += 3)
         bp_free(blocks[i]);
@@ -344,10 +344,10 @@ static void test_program_frees(void)
     pthread_join(t, NULL);
     REQUIRE(pthread_create(&t, NULL, allocate_and_exit, pool) == 0);
     pthread_join(t, NULL);
-    expect[bp_size_to_class(&pool->sc, 100)] += 500;
+    expect[bp_size_to_class(&pool->engine.sc, 100)] += 500;
     bp_free(bp_alloc(pool, 2 * cfg.chunk_size)); /* huge: no class */
     uint64_t total = 1;
-    for (unsigned c = 0; c < pool->sc.nclasses; c++)
+    for (unsigned c = 0; c < pool->engine.sc.nclasses; c++)
         total += expect[c];
 
     bp_stats s;
@@ -355,7 +355,7 @@ static void test_program_frees(void)
     REQUIRE(bp_pool_stats(pool, &s) == BP_OK);
     CHECK_EQ(s.program_frees, total);
     uint64_t mismatched = 0;
-    for (unsigned c = 0; c < pool->sc.nclasses; c++) {
+    for (unsigned c = 0; c < pool->engine.sc.nclasses; c++) {
         mismatched += s.class_ops[c].program_frees != expect[c];
         if (s.class_ops[c].program_frees != expect[c])
             fprintf(stderr, "  class %u: %llu program frees, expected %llu\n", c,
@@ -440,8 +440,8 @@ static void test_svg_subpage_runs(void)
     void *blocks[40];
     for (int i = 0; i < 40; i++) /* 16 to a run: three runs */
         blocks[i] = bp_alloc(pool, 1536);
-    unsigned cls = bp_size_to_class(&pool->sc, 1536);
-    REQUIRE(pool->sc.run_pages[cls] == 3);
+    unsigned cls = bp_size_to_class(&pool->engine.sc, 1536);
+    REQUIRE(pool->engine.sc.run_pages[cls] == 3);
     char path[] = "/tmp/bp_statsXXXXXX";
     int fd = mkstemp(path);
     REQUIRE(fd >= 0);
@@ -680,7 +680,7 @@ static void test_transfer_bytes_exact(void)
     bp_stats s;
     s.struct_size = sizeof s;
     REQUIRE(bp_pool_stats(h.pool, &s) == BP_OK);
-    unsigned c64 = bp_size_to_class(&h.pool->sc, 64);
+    unsigned c64 = bp_size_to_class(&h.pool->engine.sc, 64);
     CHECK(s.class_stats[c64].cached < 1000);
     CHECK_EQ(s.transfer_bytes, (1000 - s.class_stats[c64].cached) * 64);
     pthread_barrier_wait(&h.step);

@@ -1,7 +1,7 @@
 /* test_tcache.c — thread caches at their edges: a destroyed pool's orphaned cache and the
  * next pool in its slot, threads that cannot have a cache, and caches reclaimed from threads
  * that sleep holding them (bp_pool_trim and the idle interval). */
-#include "internal.h"
+#include "front.h"
 #include "test.h"
 
 #include <errno.h>
@@ -32,9 +32,9 @@ static bp_pool *new_pool(size_t page, size_t chunk, unsigned arenas)
 static void fill_cache(bp_pool *pool)
 {
     static void *blocks[512];
-    for (unsigned cls = 0; cls < pool->cache_classes; cls++) {
+    for (unsigned cls = 0; cls < pool->engine.cache_classes; cls++) {
         for (unsigned i = 0; i < 512; i++)
-            blocks[i] = bp_alloc(pool, pool->sc.size[cls]);
+            blocks[i] = bp_alloc(pool, pool->engine.sc.size[cls]);
         for (unsigned i = 0; i < 512; i++)
             bp_free(blocks[i]);
     }
@@ -44,7 +44,7 @@ static void orphan_then_bigger_pool(void *arg)
 {
     (void)arg;
     bp_pool *small = new_pool(4096, 8192, 1); /* 32 classes */
-    REQUIRE(small->sc.nclasses < 40);
+    REQUIRE(small->engine.sc.nclasses < 40);
     fill_cache(small); /* this thread now has a full cache for the slot */
     uint32_t slot = small->tc_slot;
     bp_pool_destroy(small);
@@ -364,10 +364,10 @@ static void test_cache_byte_budget(void)
     bp_config_defaults(&cfg);
     bp_pool *pool = bp_pool_new(&cfg);
     REQUIRE(pool != NULL);
-    const bp_size_classes *sc = &pool->sc;
+    const bp_size_classes *sc = &pool->engine.sc;
     CHECK_EQ(pool->max_cached_size, (size_t)256 << 10);
     size_t normal_bytes = 0, bound = 0;
-    for (unsigned c = 0; c < pool->cache_classes; c++) {
+    for (unsigned c = 0; c < pool->engine.cache_classes; c++) {
         size_t cap = pool->bin_capacity[c];
         bound += cap * sc->size[c];
         if (c < sc->nsmall) {
@@ -383,7 +383,7 @@ static void test_cache_byte_budget(void)
     CHECK_EQ(s.cache_bound_bytes, bound);
     unsigned c256 = bp_size_to_class(sc, 256 << 10), c32 = bp_size_to_class(sc, 32 << 10);
     printf("  %u classes cached; 32 KiB holds %u, 256 KiB %u; a thread holds at most %zu B\n",
-           pool->cache_classes, pool->bin_capacity[c32], pool->bin_capacity[c256], bound);
+           pool->engine.cache_classes, pool->bin_capacity[c32], pool->bin_capacity[c256], bound);
     /* a 256 KiB pair is a thread-cache hit after the first */
     void *p = bp_alloc(pool, 256 << 10);
     bp_free(p);
@@ -394,8 +394,8 @@ static void test_cache_byte_budget(void)
     cfg.cache_bytes = 0;
     pool = bp_pool_new(&cfg);
     REQUIRE(pool != NULL);
-    CHECK_EQ(pool->cache_classes, pool->sc.nsmall);
-    CHECK_EQ(pool->max_cached_size, pool->sc.size[pool->sc.nsmall - 1]);
+    CHECK_EQ(pool->engine.cache_classes, pool->engine.sc.nsmall);
+    CHECK_EQ(pool->max_cached_size, pool->engine.sc.size[pool->engine.sc.nsmall - 1]);
     bp_pool_destroy(pool);
 }
 

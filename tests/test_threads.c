@@ -1,7 +1,7 @@
 /* test_threads.c — thread caches under many threads: a stress run with cross-thread frees,
  * thread churn, Netty's trim rule, batching of returns, frees after thread exit, several
  * pools per thread, and pools destroyed while threads still hold caches for them. */
-#include "internal.h"
+#include "front.h"
 #include "test.h"
 
 #include <errno.h>
@@ -236,8 +236,8 @@ static void test_thread_churn(void)
 static size_t cached_bytes(bp_pool *pool)
 {
     size_t bytes = 0;
-    for (unsigned c = 0; c < pool->sc.nclasses; c++)
-        bytes += bp_tcache_cached_class(pool, c) * pool->sc.size[c];
+    for (unsigned c = 0; c < pool->engine.sc.nclasses; c++)
+        bytes += bp_tcache_cached_class(pool, c) * pool->engine.sc.size[c];
     return bytes;
 }
 
@@ -246,7 +246,7 @@ static size_t cached_bytes(bp_pool *pool)
 static void refills(bp_pool *pool, unsigned *next)
 {
     for (unsigned i = 0; i < BP_TRIM_CHECK_EVERY; i++)
-        bp_free(bp_alloc(pool, pool->sc.size[(*next)++]));
+        bp_free(bp_alloc(pool, pool->engine.sc.size[(*next)++]));
 }
 
 /* Netty's rule: at each trim, a bin gives back (capacity - allocations it served since the
@@ -261,8 +261,9 @@ static void test_trim(void)
     cfg.trim_interval = 1000;
     bp_pool *pool = bp_pool_new(&cfg);
     REQUIRE(pool != NULL);
-    unsigned c64 = bp_size_to_class(&pool->sc, 64), c128 = bp_size_to_class(&pool->sc, 128);
-    unsigned fresh = bp_size_to_class(&pool->sc, 1024); /* classes the test uses once each */
+    unsigned c64 = bp_size_to_class(&pool->engine.sc, 64),
+             c128 = bp_size_to_class(&pool->engine.sc, 128);
+    unsigned fresh = bp_size_to_class(&pool->engine.sc, 1024); /* classes the test uses once each */
     void *p[300];
     for (int i = 0; i < 300; i++) /* allocations 1..300 */
         p[i] = bp_alloc(pool, 64);

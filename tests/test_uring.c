@@ -7,7 +7,7 @@
  * disabled: injected) is a clean NULL + errno, and a provided-buffer ring stays filled from
  * the pool while its completions come back as bp_bufs. */
 #define _GNU_SOURCE
-#include "internal.h"
+#include "front.h"
 #include "test.h"
 
 #include <errno.h>

@@ -1,7 +1,7 @@
 /* test_valgrind_visibility.c — in a valgrind build (-DBP_VALGRIND=ON) run under memcheck,
  * blocks are announced with client requests: a use after free and a read of a chunk's free
  * pages are reported by valgrind (each planted in a child, which valgrind follows). */
-#include "internal.h"
+#include "front.h"
 #include "test.h"
 
 #include <string.h>

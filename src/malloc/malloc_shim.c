@@ -1,6 +1,6 @@
 /* malloc_shim.c — libbufpool-malloc.so: the malloc family on bufpool's default pool, with
  * glibc's semantics, for LD_PRELOAD or linking. Only these symbols are exported. */
-#include "internal.h"
+#include "front.h"
 
 #include <errno.h>
 #include <string.h>
@@ -58,7 +58,7 @@ SHIM void *reallocarray(void *p, size_t n, size_t size)
 static void *aligned(size_t align, size_t size)
 {
     bp_pool *p = pool();
-    if (align > p->chunk_size)
+    if (align > p->engine.chunk_size)
         return bp_alloc_aligned_huge(p, align, size);
     return bp_aligned_alloc(p, align, size);
 }

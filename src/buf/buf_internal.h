@@ -4,7 +4,9 @@
 #ifndef BP_BUF_INTERNAL_H
 #define BP_BUF_INTERNAL_H
 
-#include "internal.h"
+#include "os.h"
+#include "pool_hooks.h"
+#include "track.h"
 
 /* ------------------------------------------------------------------------------------------
  * A buffer's bytes live in one of three places: inline in the header's own block, in a
@@ -172,7 +174,8 @@ ssize_t bp_buf_read_room(bp_buf *b, int fd, size_t max, size_t *attempted);
 void bp_leak_track_slow(bp_pool *pool, bp_buf *b);
 bp_inline void bp_leak_track(bp_pool *pool, bp_buf *b)
 {
-    if (bp_unlikely(pool->config.leak_level != 0))
+    /* buf_slow: leak_level != 0 (or a checked or tool build, which asks the level) */
+    if (bp_unlikely(((const struct bp_fast_pool *)pool)->buf_slow != 0))
         bp_leak_track_slow(pool, b);
 }
 /* b's record out of its pool's list and freed (b has one). */

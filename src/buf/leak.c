@@ -8,6 +8,7 @@
 #include <dlfcn.h>
 #include <execinfo.h>
 #include <link.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -22,9 +23,9 @@ typedef struct touch {
     char hint[48];
 } touch;
 
-/* A tracked buffer. Invariant: linked in its pool's `leaks` list (under leak_lock) exactly
+/* A tracked buffer. Invariant: linked in its pool's leak list (under the list's lock) exactly
  * while the buffer is alive; ntouch counts every touch, the last TOUCHES are kept; reported
- * is set, under leak_lock, by the one report that lists it. frames[0] is the detector's own
+ * is set, under the lock, by the one report that lists it. frames[0] is the detector's own
  * (bp_leak_track_slow), left out of reports. */
 typedef struct bp_leak {
     struct bp_leak *prev, *next;
@@ -36,89 +37,134 @@ typedef struct bp_leak {
     touch touches[TOUCHES];
 } bp_leak;
 
+/* A pool's leak list: made at its first tracked buffer, hung on the pool with
+ * bp_pool_attach_state, reported and unmapped by its bp_pool_destroy. Invariant: on the exit
+ * list (under exit_lock) from its attach to its pool's destroy. */
+typedef struct leak_list {
+    pthread_mutex_t lock;
+    bp_leak *leaks;
+    uint32_t sample; /* atomic: buffers offered, for levels 1 and 2's sampling */
+    bp_pool *pool;
+    struct leak_list *next_exit;
+} leak_list;
+
 static pthread_mutex_t exit_lock = PTHREAD_MUTEX_INITIALIZER;
-static bp_pool *exit_pools; /* pools with leak detection on, reported at exit */
+static leak_list *exit_lists; /* every pool's list, reported at exit */
 
 static void report_at_exit(void)
 {
     pthread_mutex_lock(&exit_lock);
-    for (bp_pool *p = exit_pools; p != NULL; p = p->leak_next)
-        bp_leak_report(p, stderr);
+    for (leak_list *l = exit_lists; l != NULL; l = l->next_exit)
+        bp_leak_report(l->pool, stderr);
     pthread_mutex_unlock(&exit_lock);
 }
 
-static void report_at_destroy(bp_pool *pool)
+/* fork(): every list lock is taken before and released after, so the child can track. No
+ * code holds a list lock while it takes a pool's lock, so the order against the pools'
+ * handlers does not matter. */
+static void prefork(void)
 {
+    pthread_mutex_lock(&exit_lock);
+    for (leak_list *l = exit_lists; l != NULL; l = l->next_exit)
+        pthread_mutex_lock(&l->lock);
+}
+
+static void postfork(void)
+{
+    for (leak_list *l = exit_lists; l != NULL; l = l->next_exit)
+        pthread_mutex_unlock(&l->lock);
+    pthread_mutex_unlock(&exit_lock);
+}
+
+/* atexit and pthread_atfork may allocate: they are registered at the first tracked buffer,
+ * never while a pool is being made. */
+static pthread_once_t handlers_once = PTHREAD_ONCE_INIT;
+
+static void register_handlers(void)
+{
+    atexit(report_at_exit);
+    pthread_atfork(prefork, postfork, postfork);
+}
+
+static void list_destroy(bp_pool *pool, void *state)
+{
+    leak_list *list = state;
     bp_leak_report(pool, stderr);
     pthread_mutex_lock(&exit_lock);
-    for (bp_pool **pp = &exit_pools; *pp != NULL; pp = &(*pp)->leak_next) {
-        if (*pp == pool) {
-            *pp = pool->leak_next;
+    for (leak_list **pp = &exit_lists; *pp != NULL; pp = &(*pp)->next_exit) {
+        if (*pp == list) {
+            *pp = list->next_exit;
             break;
         }
     }
     pthread_mutex_unlock(&exit_lock);
+    pthread_mutex_destroy(&list->lock);
+    bp_os_unmap(bp_os_default(), list, bp_align_up(sizeof *list, 4096));
 }
 
-void bp_leak_pool_init(bp_pool *pool)
+/* The pool's list, made and attached at its first use; NULL when no memory. */
+static leak_list *list_of(bp_pool *pool)
 {
-    pthread_mutex_init(&pool->leak_lock, NULL);
-    pool->leaks = NULL;
-    pool->leak_sample = 0;
-    if (pool->config.leak_level == 0)
-        return;
-    pool->on_destroy = report_at_destroy;
+    leak_list *list = bp_pool_state(pool);
+    if (bp_likely(list != NULL))
+        return list;
+    pthread_once(&handlers_once, register_handlers);
+    list = bp_os_map(bp_os_default(), bp_align_up(sizeof *list, 4096), 4096);
+    if (list == NULL)
+        return NULL;
+    pthread_mutex_init(&list->lock, NULL);
+    list->pool = pool;
+    if (!bp_pool_attach_state(pool, list, list_destroy)) { /* another thread's came first */
+        pthread_mutex_destroy(&list->lock);
+        bp_os_unmap(bp_os_default(), list, bp_align_up(sizeof *list, 4096));
+        return bp_pool_state(pool);
+    }
     pthread_mutex_lock(&exit_lock);
-    pool->leak_next = exit_pools;
-    exit_pools = pool;
+    list->next_exit = exit_lists;
+    exit_lists = list;
     pthread_mutex_unlock(&exit_lock);
-}
-
-/* atexit may allocate: it is registered at the first tracked buffer, never while a pool is
- * being made (the malloc library makes its pool from inside malloc). */
-static pthread_once_t exit_once = PTHREAD_ONCE_INIT;
-
-static void register_exit_report(void)
-{
-    atexit(report_at_exit);
+    return list;
 }
 
 void bp_leak_track_slow(bp_pool *pool, bp_buf *b)
 {
-    int level = pool->config.leak_level;
-    if (level < 3 &&
-        __atomic_fetch_add(&pool->leak_sample, 1, __ATOMIC_RELAXED) % SAMPLE_PERIOD != 0)
+    int level = bp_pool_leak_level(pool);
+    if (level == 0)
         return;
-    pthread_once(&exit_once, register_exit_report);
+    leak_list *list = list_of(pool);
+    if (list == NULL)
+        return; /* untracked, not failed: detection is best effort under memory pressure */
+    if (level < 3 && __atomic_fetch_add(&list->sample, 1, __ATOMIC_RELAXED) % SAMPLE_PERIOD != 0)
+        return;
     /* the record hangs off the extension, which a plain buffer gets now */
     bp_buf_ext *x = bp_buf_ext_get(b);
     bp_leak *rec = x != NULL ? bp_calloc(pool, 1, sizeof *rec) : NULL;
     if (rec == NULL)
-        return; /* untracked, not failed: detection is best effort under memory pressure */
+        return;
     rec->buf = b;
     rec->nframes = backtrace(rec->frames, FRAMES);
-    pthread_mutex_lock(&pool->leak_lock);
-    rec->next = pool->leaks;
-    if (pool->leaks != NULL)
-        pool->leaks->prev = rec;
-    pool->leaks = rec;
-    pthread_mutex_unlock(&pool->leak_lock);
+    pthread_mutex_lock(&list->lock);
+    rec->next = list->leaks;
+    if (list->leaks != NULL)
+        list->leaks->prev = rec;
+    list->leaks = rec;
+    pthread_mutex_unlock(&list->lock);
     x->leak = rec;
 }
 
 void bp_leak_untrack(bp_buf *b)
 {
-    bp_pool *pool = bp_buf_pool(b);
+    leak_list *list = bp_pool_state(bp_buf_pool(b)); /* made when b was tracked */
     bp_buf_ext *x = b->more.ext;
     bp_leak *rec = x->leak;
-    pthread_mutex_lock(&pool->leak_lock);
+    pthread_mutex_lock(&list->lock);
     if (rec->prev != NULL)
         rec->prev->next = rec->next;
     else
-        pool->leaks = rec->next;
+        list->leaks = rec->next;
     if (rec->next != NULL)
         rec->next->prev = rec->prev;
-    pthread_mutex_unlock(&pool->leak_lock);
+    pthread_mutex_unlock(&list->lock);
     x->leak = NULL;
     bp_free(rec);
 }
@@ -130,14 +176,15 @@ void bp_buf_touch_at(bp_buf *b, const char *hint, const char *file, int line)
     if (rec == NULL)
         return;
     bp_pool *pool = bp_buf_pool(b);
-    if (pool->config.leak_level < 2)
+    if (bp_pool_leak_level(pool) < 2)
         return;
-    pthread_mutex_lock(&pool->leak_lock);
+    leak_list *list = bp_pool_state(pool);
+    pthread_mutex_lock(&list->lock);
     touch *t = &rec->touches[rec->ntouch++ % TOUCHES];
     t->file = file;
     t->line = line;
     snprintf(t->hint, sizeof t->hint, "%s", hint ? hint : "");
-    pthread_mutex_unlock(&pool->leak_lock);
+    pthread_mutex_unlock(&list->lock);
 }
 
 /* ---- reports ------------------------------------------------------------------------------
@@ -158,10 +205,10 @@ typedef struct leak_shots {
     size_t n, bytes;
 } leak_shots;
 
-static size_t count_unreported(const bp_pool *pool)
+static size_t count_unreported(const leak_list *list)
 {
     size_t n = 0;
-    for (const bp_leak *rec = pool->leaks; rec != NULL; rec = rec->next)
+    for (const bp_leak *rec = list->leaks; rec != NULL; rec = rec->next)
         n += !rec->reported;
     return n;
 }
@@ -187,19 +234,21 @@ static void shots_free(leak_shots *s)
 
 /* Copies the unreported leaks and marks them reported; the lock is dropped to map more
  * memory when they do not fit, then the list is read again. false when memory was refused. */
-static bool take_shots(bp_pool *pool, leak_shots *s)
+static bool take_shots(leak_list *list, leak_shots *s)
 {
     memset(s, 0, sizeof *s);
+    if (list == NULL)
+        return true; /* nothing was ever tracked */
     for (;;) {
-        pthread_mutex_lock(&pool->leak_lock);
-        size_t n = count_unreported(pool);
+        pthread_mutex_lock(&list->lock);
+        size_t n = count_unreported(list);
         if (n * sizeof(leak_shot) <= s->bytes)
             break;
-        pthread_mutex_unlock(&pool->leak_lock);
+        pthread_mutex_unlock(&list->lock);
         if (!shots_grow(s, n))
             return false;
     }
-    for (bp_leak *rec = pool->leaks; rec != NULL; rec = rec->next) {
+    for (bp_leak *rec = list->leaks; rec != NULL; rec = rec->next) {
         if (rec->reported)
             continue;
         rec->reported = true;
@@ -209,7 +258,7 @@ static bool take_shots(bp_pool *pool, leak_shots *s)
         shot->readable = bp_buf_readable(rec->buf);
         shot->refs = bp_buf_refcnt(rec->buf);
     }
-    pthread_mutex_unlock(&pool->leak_lock);
+    pthread_mutex_unlock(&list->lock);
     return true;
 }
 
@@ -300,7 +349,7 @@ static void write_leak(FILE *out, const char *prefix, const char *exe, const lea
 size_t bp_leak_report(bp_pool *pool, FILE *out)
 {
     leak_shots s;
-    if (!take_shots(pool, &s)) {
+    if (!take_shots(bp_pool_state(pool), &s)) {
         bp_message("bp_leak_report: no memory for a snapshot of the leaks; none reported");
         return 0;
     }

@@ -34,7 +34,7 @@ const char *bp_strerror(int code)
 
 bp_pool *bp_buf_pool(const bp_buf *b)
 {
-    return bp_chunk_map_lookup((uintptr_t)b)->pool;
+    return bp_pool_of_block(b);
 }
 
 void bp_buf_mem_acquire(bp_mem *m)
