@@ -10,6 +10,7 @@
 /* Half-used chunks first, so memory concentrates in few chunks and the others empty out;
  * q075 last because its chunks have little left; q100 never. */
 static const int alloc_order[] = {BP_Q050, BP_Q025, BP_Q000, BP_QINIT, BP_Q075};
+_Static_assert(sizeof alloc_order / sizeof alloc_order[0] == BP_NLISTS - 1, "all lists but q100");
 
 /* Descriptors of huge blocks come from slabs mapped per arena, so a huge allocation costs one
  * mapping (its memory) and its metadata stays out of it. */
@@ -353,6 +354,7 @@ static void *run_address(const bp_chunk *chunk, uint32_t offset)
 
 static void *alloc_small_locked(bp_arena *arena, unsigned cls)
 {
+    bp_assert(bp_lock_held(&arena->lock));
     bp_subpage_link *head = &arena->small[cls];
     bp_subpage *sp = head->next;
     if (sp == (bp_subpage *)head) {
@@ -376,6 +378,7 @@ static void *alloc_small_locked(bp_arena *arena, unsigned cls)
 
 static void *alloc_normal_locked(bp_arena *arena, unsigned cls, uint32_t align_pages)
 {
+    bp_assert(bp_lock_held(&arena->lock));
     bp_run_cache *rc = &arena->run_cache[cls];
     void *p;
     if (rc->count > 0 && align_pages == 1) {
@@ -418,14 +421,6 @@ unsigned bp_arena_alloc_batch(bp_arena *arena, unsigned cls, void **out, unsigne
  * or full cache, a misuse to report, a waiter to wake) is one tail call. Nothing on that path
  * can let a huge mapping go, so its release needs no arena_unlock. */
 
-/* The lock if it is free, without a call (bp_lock_acquire's first step). */
-bp_inline bool lock_try(bp_lock *lock)
-{
-    uint32_t expected = 0;
-    return __atomic_compare_exchange_n(&lock->state, &expected, 1, false, __ATOMIC_ACQUIRE,
-                                       __ATOMIC_RELAXED);
-}
-
 /* bp_lock_release's wake, as a tail call that keeps nothing live. */
 static bp_noinline void *wake_returning(bp_lock *lock, void *p)
 {
@@ -446,7 +441,7 @@ static bp_noinline void *alloc_slow(bp_arena *arena, unsigned cls, bool locked)
 
 void *bp_arena_alloc(bp_arena *arena, unsigned cls)
 {
-    if (bp_unlikely(!lock_try(&arena->lock)))
+    if (bp_unlikely(!bp_lock_try(&arena->lock)))
         return alloc_slow(arena, cls, false);
     bp_run_cache *rc = &arena->run_cache[cls]; /* small classes' caches stay empty */
     if (bp_unlikely(rc->count == 0))
@@ -456,7 +451,7 @@ void *bp_arena_alloc(bp_arena *arena, unsigned cls)
     arena->counters.alloc_normal++;
     arena->counters.classes[cls].allocs++;
     arena->counters.active_bytes += arena->engine->sc.size[cls];
-    if (bp_unlikely(__atomic_exchange_n(&arena->lock.state, 0, __ATOMIC_RELEASE) == 2))
+    if (bp_unlikely(bp_lock_release_wants_wake(&arena->lock)))
         return wake_returning(&arena->lock, p);
     return p;
 }
@@ -525,11 +520,7 @@ void *bp_arena_alloc_huge_cleared(bp_arena *arena, size_t size, size_t align, bo
         desc_of(reused)->align = BP_MAX(align, BP_MAP_GRANULE);
         reused->size = map_size; /* the usable size asked for; the slack stays mapped */
         arena->huge_slack_bytes += reused->map_size - map_size;
-        reused->prev = NULL;
-        reused->next = arena->huge;
-        if (arena->huge != NULL)
-            arena->huge->prev = reused;
-        arena->huge = reused;
+        bp_list_push(&arena->huge, reused, prev, next);
         arena->counters.alloc_huge++;
         arena->counters.active_bytes += map_size;
         arena->counters.huge_bytes += map_size;
@@ -565,11 +556,7 @@ void *bp_arena_alloc_huge_cleared(bp_arena *arena, size_t size, size_t align, bo
             desc_give(arena, huge);
             huge = NULL;
         } else if (bp_chunk_map_register(huge->base, BP_MAP_GRANULE, huge)) {
-            huge->prev = NULL;
-            huge->next = arena->huge;
-            if (arena->huge != NULL)
-                arena->huge->prev = huge;
-            arena->huge = huge;
+            bp_list_push(&arena->huge, huge, prev, next);
             arena->counters.alloc_huge++;
             arena->counters.active_bytes += map_size;
             arena->counters.huge_bytes += map_size;
@@ -589,6 +576,7 @@ void *bp_arena_alloc_huge_cleared(bp_arena *arena, size_t size, size_t align, bo
 
 static void free_small_locked(bp_arena *arena, bp_chunk *chunk, uintptr_t p, uint32_t info)
 {
+    bp_assert(bp_lock_held(&arena->lock));
     bp_subpage *sp = bp_chunk_subpage(chunk, bp_info_run(info));
     long idx = bp_subpage_index_of(sp, p);
     if (idx < 0)
@@ -626,6 +614,7 @@ static bool run_cache_holds(const bp_run_cache *rc, const void *p)
 
 static void free_normal_locked(bp_arena *arena, bp_chunk *chunk, uintptr_t p, uint32_t info)
 {
+    bp_assert(bp_lock_held(&arena->lock));
     uint32_t off = bp_info_run(info);
     if ((uintptr_t)run_address(chunk, off) != p)
         bp_fatal("bp_free(%p): not the start of a block (inside a run of %u pages)", (void *)p,
@@ -648,6 +637,7 @@ static void free_normal_locked(bp_arena *arena, bp_chunk *chunk, uintptr_t p, ui
 /* Under the lock: the cached runs of every class back to their chunks. */
 static void drain_run_caches_locked(bp_arena *arena)
 {
+    bp_assert(bp_lock_held(&arena->lock));
     const bp_size_classes *sc = &arena->engine->sc;
     for (unsigned cls = 0; cls < sc->nclasses; cls++) {
         bp_run_cache *rc = &arena->run_cache[cls];
@@ -674,6 +664,7 @@ bool bp_arena_run_cached(bp_arena *arena, const void *p)
 
 static void free_locked(bp_arena *arena, bp_chunk *chunk, uintptr_t p, uint32_t info)
 {
+    bp_assert(bp_lock_held(&arena->lock));
     if (info & BP_INFO_SUBPAGE_BIT)
         free_small_locked(arena, chunk, p, info);
     else
@@ -692,7 +683,7 @@ static bp_noinline void free_slow(bp_arena *arena, bp_chunk *chunk, uintptr_t p,
 
 void bp_arena_free(bp_arena *arena, bp_chunk *chunk, uintptr_t p, uint32_t info)
 {
-    if (bp_unlikely(!lock_try(&arena->lock)))
+    if (bp_unlikely(!bp_lock_try(&arena->lock)))
         return free_slow(arena, chunk, p, info, false);
     unsigned cls = bp_info_class(info);
     bp_run_cache *rc = &arena->run_cache[cls];
@@ -707,7 +698,7 @@ void bp_arena_free(bp_arena *arena, bp_chunk *chunk, uintptr_t p, uint32_t info)
     arena->counters.free_normal++;
     arena->counters.classes[cls].frees++;
     arena->counters.active_bytes -= arena->engine->sc.size[cls];
-    if (bp_unlikely(__atomic_exchange_n(&arena->lock.state, 0, __ATOMIC_RELEASE) == 2))
+    if (bp_unlikely(bp_lock_release_wants_wake(&arena->lock)))
         bp_lock_wake(&arena->lock);
 }
 
@@ -884,12 +875,7 @@ static void quarantine_huge(bp_arena *arena, bp_chunk *huge)
 void bp_arena_free_huge(bp_arena *arena, bp_chunk *huge)
 {
     bp_lock_acquire(&arena->lock);
-    if (huge->prev != NULL)
-        huge->prev->next = huge->next;
-    else
-        arena->huge = huge->next;
-    if (huge->next != NULL)
-        huge->next->prev = huge->prev;
+    bp_list_unlink(&arena->huge, huge, prev, next);
     arena->counters.free_huge++;
     arena->counters.active_bytes -= huge->size;
     arena->counters.huge_bytes -= huge->size;
@@ -916,6 +902,7 @@ void bp_arena_free_huge(bp_arena *arena, bp_chunk *huge)
 /* Under the lock: the block's usable size and mapping changed, the counters with them. */
 static void resize_huge_locked(bp_arena *arena, bp_chunk *huge, size_t size, size_t map_size)
 {
+    bp_assert(bp_lock_held(&arena->lock));
     arena->counters.active_bytes += size - huge->size; /* modulo 2^64: a shrink subtracts */
     arena->counters.huge_bytes += size - huge->size;
     arena->huge_slack_bytes += (map_size - size) - (huge->map_size - huge->size);

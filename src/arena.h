@@ -32,16 +32,29 @@ typedef struct bp_class_counters {
     uint64_t program_frees; /* atomic */
 } bp_class_counters;
 
+/* The arena's totals, declared once: each is a field of bp_arena_counters and, by the same
+ * name, of the public bp_stats, so sums over arenas are written once (X(type, name)). */
+#define BP_ARENA_TOTALS(X)                                                                         \
+    X(uint64_t, alloc_small)                                                                       \
+    X(uint64_t, alloc_normal)                                                                      \
+    X(uint64_t, alloc_huge)                                                                        \
+    X(uint64_t, free_small)                                                                        \
+    X(uint64_t, free_normal)                                                                       \
+    X(uint64_t, free_huge)                                                                         \
+    X(uint64_t, chunks_mapped)                                                                     \
+    X(uint64_t, chunks_unmapped)                                                                   \
+    X(uint64_t, lock_allocs)   /* lock acquisitions that allocated blocks */                       \
+    X(uint64_t, lock_frees)    /* ... that freed blocks */                                         \
+    X(uint64_t, chunks_reused) /* new-chunk needs met by a retained chunk */                       \
+    X(uint64_t, purged_bytes)  /* bytes of free pages given back with the OS layer's purge */      \
+    X(size_t, active_bytes)    /* bytes in live blocks, at class size */                           \
+    X(size_t, chunk_bytes)     /* bytes of chunk memory mapped */                                  \
+    X(size_t, huge_bytes)      /* bytes of huge blocks mapped */
+#define BP_TOTAL_FIELD(type, name) type name;
+#define BP_TOTAL_ADD(type, name)   out->name += in->name;
+
 typedef struct bp_arena_counters {
-    uint64_t alloc_small, alloc_normal, alloc_huge;
-    uint64_t free_small, free_normal, free_huge;
-    uint64_t chunks_mapped, chunks_unmapped;
-    uint64_t lock_allocs, lock_frees; /* lock acquisitions that allocated / freed blocks */
-    uint64_t chunks_reused;           /* new-chunk needs met by a retained chunk */
-    uint64_t purged_bytes;            /* bytes of free pages given back with the OS layer's purge */
-    size_t active_bytes;              /* bytes in live blocks, at class size */
-    size_t chunk_bytes;               /* bytes of chunk memory mapped */
-    size_t huge_bytes;                /* bytes of huge blocks mapped */
+    BP_ARENA_TOTALS(BP_TOTAL_FIELD)
     bp_class_counters classes[BP_MAX_CLASSES];
 } bp_arena_counters;
 

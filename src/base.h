@@ -46,6 +46,28 @@ bp_inline size_t bp_align_up(size_t x, size_t align) /* align: power of two */
 {
     return (x + align - 1) & ~(align - 1);
 }
+/* Intrusive doubly linked lists, NULL-terminated, with a head pointer: `prev` and `next` name
+ * the members a list links through (a struct may be on several lists). Push at the head and
+ * unlink anywhere, O(1) each. head and node are evaluated more than once: pass plain names.
+ * Invariant: *head == NULL or (*head)->prev == NULL; x->next->prev == x whenever x->next. */
+#define bp_list_push(head, node, prev, next)                                                       \
+    do {                                                                                           \
+        (node)->prev = NULL;                                                                       \
+        (node)->next = *(head);                                                                    \
+        if (*(head) != NULL)                                                                       \
+            (*(head))->prev = (node);                                                              \
+        *(head) = (node);                                                                          \
+    } while (0)
+#define bp_list_unlink(head, node, prev, next)                                                     \
+    do {                                                                                           \
+        if ((node)->prev != NULL)                                                                  \
+            (node)->prev->next = (node)->next;                                                     \
+        else                                                                                       \
+            *(head) = (node)->next;                                                                \
+        if ((node)->next != NULL)                                                                  \
+            (node)->next->prev = (node)->prev;                                                     \
+    } while (0)
+
 /* Monotonic milliseconds, coarse (a few ms): what the decay and idle rules are measured in. */
 bp_inline uint64_t bp_now_ms(void)
 {

@@ -26,7 +26,7 @@ static void avail_insert(bp_chunk *chunk, uint32_t offset, uint32_t pages)
     set[offset >> 6] |= (uint64_t)1 << (offset & 63);
     chunk->avail_count[pc]++;
     chunk->avail_mask |= (uint64_t)1 << pc;
-    uint64_t handle = bp_handle_make(offset, pages, false, false, 0);
+    uint64_t handle = bp_handle_make(offset, pages, false, false);
     chunk->run_map[offset] = handle;
     chunk->run_map[offset + pages - 1] = handle;
 }
@@ -270,7 +270,7 @@ void bp_chunk_delete(bp_chunk *chunk)
 
 static void mark_used(bp_chunk *chunk, uint32_t offset, uint32_t pages, unsigned cls, bool subpage)
 {
-    uint64_t handle = bp_handle_make(offset, pages, true, subpage, 0);
+    uint64_t handle = bp_handle_make(offset, pages, true, subpage);
     chunk->run_map[offset] = handle;
     chunk->run_map[offset + pages - 1] = handle;
     uint32_t info = bp_info_make(cls, offset, subpage);

@@ -16,7 +16,8 @@ typedef struct bp_arena bp_arena;
  *
  *   oooooooo ooooooos ssssssss ssssssue bbbbbbbb bbbbbbbb bbbbbbbb bbbbbbbb
  *   o: run offset in pages (15)  s: run length in pages (15)  u: in use  e: subpage
- *   b: element index inside a subpage (32), zero for runs
+ *   b: Netty's element index inside a subpage (32): always 0 here, subpages keep their own
+ *      bitmaps (subpage.h)
  *
  * The chunk's memory holds user data only. Its metadata lives in a separate mapping:
  *
@@ -52,13 +53,17 @@ typedef struct bp_arena bp_arena;
 #define BP_HANDLE_USED_SHIFT    33
 #define BP_HANDLE_SUBPAGE_SHIFT 32
 #define BP_HANDLE_FIELD_MASK    0x7fffu
+_Static_assert(BP_MAX_CHUNK_PAGES <= BP_HANDLE_FIELD_MASK,
+               "a run's offset and length fit the handle's 15-bit fields");
+_Static_assert(BP_MAX_CHUNK_PAGES <= 0x7fff + 1, "a run's first page fits unit_info's 15 bits");
+_Static_assert(BP_MAX_PAGE_CLASSES <= 64, "avail_mask has one bit per page class");
+_Static_assert(BP_MAX_CLASSES <= 256 && BP_NO_PAGE_CLASS >= BP_MAX_PAGE_CLASSES,
+               "classes and page classes fit the tables' bytes");
 
-bp_inline uint64_t bp_handle_make(uint32_t offset, uint32_t pages, bool used, bool subpage,
-                                  uint32_t bitmap_idx)
+bp_inline uint64_t bp_handle_make(uint32_t offset, uint32_t pages, bool used, bool subpage)
 {
     return (uint64_t)offset << BP_HANDLE_OFFSET_SHIFT | (uint64_t)pages << BP_HANDLE_PAGES_SHIFT |
-           (uint64_t)used << BP_HANDLE_USED_SHIFT | (uint64_t)subpage << BP_HANDLE_SUBPAGE_SHIFT |
-           bitmap_idx;
+           (uint64_t)used << BP_HANDLE_USED_SHIFT | (uint64_t)subpage << BP_HANDLE_SUBPAGE_SHIFT;
 }
 bp_inline uint32_t bp_handle_offset(uint64_t h)
 {
@@ -75,10 +80,6 @@ bp_inline bool bp_handle_used(uint64_t h)
 bp_inline bool bp_handle_subpage(uint64_t h)
 {
     return (h >> BP_HANDLE_SUBPAGE_SHIFT) & 1;
-}
-bp_inline uint32_t bp_handle_bitmap_idx(uint64_t h)
-{
-    return (uint32_t)h;
 }
 
 /* HUGE_FREED: checked builds only, a freed huge block kept mapped (purged) and registered

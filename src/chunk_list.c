@@ -38,23 +38,14 @@ void bp_chunk_lists_init(bp_chunk_list lists[BP_NLISTS], uint32_t chunk_pages)
 static void link_head(bp_chunk_list *list, bp_chunk *chunk)
 {
     chunk->list = list;
-    chunk->prev = NULL;
-    chunk->next = list->head;
-    if (list->head != NULL)
-        list->head->prev = chunk;
-    list->head = chunk;
+    bp_list_push(&list->head, chunk, prev, next);
     list->nchunks++;
 }
 
 void bp_chunk_list_remove(bp_chunk_list *list, bp_chunk *chunk)
 {
     bp_assert(chunk->list == list);
-    if (chunk->prev != NULL)
-        chunk->prev->next = chunk->next;
-    else
-        list->head = chunk->next;
-    if (chunk->next != NULL)
-        chunk->next->prev = chunk->prev;
+    bp_list_unlink(&list->head, chunk, prev, next);
     chunk->prev = chunk->next = NULL;
     chunk->list = NULL;
     list->nchunks--;

@@ -351,28 +351,14 @@ void bp_pool_counters(bp_pool *pool, bp_arena_counters *out)
     for (unsigned i = 0; i < bp_pool_arenas_ready(pool); i++) {
         bp_arena *a = &pool->arenas[i];
         bp_lock_acquire(&a->lock);
-        const bp_arena_counters *c = &a->counters;
-        out->alloc_small += c->alloc_small;
-        out->alloc_normal += c->alloc_normal;
-        out->alloc_huge += c->alloc_huge;
-        out->free_small += c->free_small;
-        out->free_normal += c->free_normal;
-        out->free_huge += c->free_huge;
-        out->chunks_mapped += c->chunks_mapped;
-        out->chunks_unmapped += c->chunks_unmapped;
-        out->lock_allocs += c->lock_allocs;
-        out->lock_frees += c->lock_frees;
-        out->chunks_reused += c->chunks_reused;
-        out->purged_bytes += c->purged_bytes;
-        out->active_bytes += c->active_bytes;
-        out->chunk_bytes += c->chunk_bytes;
-        out->huge_bytes += c->huge_bytes;
+        const bp_arena_counters *in = &a->counters;
+        BP_ARENA_TOTALS(BP_TOTAL_ADD)
         for (unsigned cls = 0; cls < pool->engine.sc.nclasses; cls++) {
             bp_class_counters *k = &out->classes[cls];
-            k->allocs += c->classes[cls].allocs;
-            k->frees += c->classes[cls].frees;
-            k->cache_fills += c->classes[cls].cache_fills;
-            k->cache_hits += __atomic_load_n(&c->classes[cls].cache_hits, __ATOMIC_RELAXED);
+            k->allocs += in->classes[cls].allocs;
+            k->frees += in->classes[cls].frees;
+            k->cache_fills += in->classes[cls].cache_fills;
+            k->cache_hits += __atomic_load_n(&in->classes[cls].cache_hits, __ATOMIC_RELAXED);
         }
         bp_lock_release(&a->lock);
     }

@@ -1,5 +1,5 @@
 /* size_classes.c — generates a pool's size-class tables from its page and chunk sizes, and
- * maps sizes to classes and page counts to page classes (see internal.h for the rules). */
+ * maps sizes to classes and page counts to page classes (see size_classes.h for the rules). */
 #include "fast.h"
 #include "size_classes.h"
 
@@ -57,7 +57,6 @@ int bp_size_classes_init(bp_size_classes *sc, size_t page_size, size_t chunk_siz
         return EINVAL;
     memset(sc, 0, sizeof *sc);
     sc->page_shift = bp_log2(page_size);
-    sc->chunk_shift = bp_log2(chunk_size);
     sc->chunk_pages = (unsigned)(chunk_size >> sc->page_shift);
 
     /* The first group: 16, 32, 48, 64. Then groups of four with delta = group / 4. */
@@ -94,6 +93,13 @@ done:
             cls++;
         sc->lookup[i] = (uint8_t)cls;
     }
+#if BP_CHECKED /* the table and the formula agree, and both give the smallest class that fits */
+    for (size_t size = 0; size <= chunk_size; size += size < BP_MAX_LOOKUP << 2 ? 1 : 4093) {
+        unsigned c = bp_size_to_class(sc, size);
+        bp_assert(size > BP_MAX_LOOKUP || c == bp_size_to_class_compute(sc, size));
+        bp_assert(sc->size[c] >= BP_MAX(size, 1) && (c == 0 || sc->size[c - 1] < size));
+    }
+#endif
     return 0;
 }
 

@@ -37,7 +37,6 @@
 
 typedef struct bp_size_classes {
     unsigned page_shift;                /* log2 of the page size */
-    unsigned chunk_shift;               /* log2 of the chunk size */
     unsigned chunk_pages;               /* pages per chunk */
     unsigned nclasses;                  /* classes up to and including the chunk size */
     unsigned nsmall;                    /* classes 0..nsmall-1 are small (served by subpages) */

@@ -38,24 +38,11 @@ static void chunk_into(const bp_chunk *chunk, bp_stats *st, bp_stats_list *list)
 /* Under the arena's lock: its counters, added to the pool's. */
 static void counters_into(const bp_arena *arena, bp_stats *st)
 {
-    const bp_arena_counters *k = &arena->counters;
-    st->alloc_small += k->alloc_small;
-    st->alloc_normal += k->alloc_normal;
-    st->alloc_huge += k->alloc_huge;
-    st->free_small += k->free_small;
-    st->free_normal += k->free_normal;
-    st->free_huge += k->free_huge;
-    st->lock_allocs += k->lock_allocs;
-    st->lock_frees += k->lock_frees;
-    st->active_bytes += k->active_bytes;
-    st->chunk_bytes += k->chunk_bytes;
-    st->huge_bytes += k->huge_bytes;
-    st->purged_bytes += k->purged_bytes;
-    st->chunks_mapped += k->chunks_mapped;
-    st->chunks_unmapped += k->chunks_unmapped;
-    st->chunks_reused += k->chunks_reused;
+    const bp_arena_counters *in = &arena->counters;
+    bp_stats *out = st;
+    BP_ARENA_TOTALS(BP_TOTAL_ADD)
     for (unsigned cls = 0; cls < arena->engine->sc.nclasses && cls < BP_STATS_CLASSES; cls++) {
-        const bp_class_counters *c = &k->classes[cls];
+        const bp_class_counters *c = &in->classes[cls];
         bp_stats_class_ops *ops = &st->class_ops[cls];
         uint64_t hits = __atomic_load_n(&c->cache_hits, __ATOMIC_RELAXED);
         ops->program_allocations += hits + c->allocs - c->cache_fills;

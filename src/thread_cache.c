@@ -1,6 +1,6 @@
 /* thread_cache.c — per-thread, per-pool caches: creation and arena binding, refill and
  * overflow in batches, Netty's trim rule, bp_thread_flush, thread exit, orphaned caches of
- * destroyed pools, and reclaiming other threads' caches (layout and handshake in internal.h). */
+ * destroyed pools, and reclaiming other threads' caches (layout and handshake in front.h). */
 #include "front.h"
 
 #include <errno.h>
@@ -99,12 +99,7 @@ static void unlink_from_pool(bp_tcache *tc)
 {
     __atomic_add_fetch(&tc->pool->retired_hits, __atomic_load_n(&tc->hits_total, __ATOMIC_RELAXED),
                        __ATOMIC_RELAXED);
-    if (tc->pool_prev != NULL)
-        tc->pool_prev->pool_next = tc->pool_next;
-    else
-        tc->pool->tcaches = tc->pool_next;
-    if (tc->pool_next != NULL)
-        tc->pool_next->pool_prev = tc->pool_prev;
+    bp_list_unlink(&tc->pool->tcaches, tc, pool_prev, pool_next);
     __atomic_sub_fetch(&tc->arena->bound_threads, 1, __ATOMIC_RELAXED);
     tc->pool_prev = tc->pool_next = NULL;
 }
@@ -219,11 +214,7 @@ static bp_tcache *tcache_new(bp_pool *pool)
     pthread_mutex_lock(&registry_lock);
     tc->pool = pool;
     tc->arena = bind_arena(pool);
-    tc->pool_prev = NULL;
-    tc->pool_next = pool->tcaches;
-    if (pool->tcaches != NULL)
-        pool->tcaches->pool_prev = tc;
-    pool->tcaches = tc;
+    bp_list_push(&pool->tcaches, tc, pool_prev, pool_next);
     pthread_mutex_unlock(&registry_lock);
     return tc;
 }
@@ -593,7 +584,7 @@ size_t bp_tcache_cached_class(bp_pool *pool, unsigned cls)
     return n;
 }
 
-/* ---- reclaiming other threads' caches (the handshake in internal.h) ---------------------- */
+/* ---- reclaiming other threads' caches (the handshake in front.h) ---------------------- */
 
 static bool membarrier_registered;
 static pthread_once_t membarrier_once = PTHREAD_ONCE_INIT;

@@ -144,10 +144,7 @@ void bp_leak_track_slow(bp_pool *pool, bp_buf *b)
     rec->buf = b;
     rec->nframes = backtrace(rec->frames, FRAMES);
     pthread_mutex_lock(&list->lock);
-    rec->next = list->leaks;
-    if (list->leaks != NULL)
-        list->leaks->prev = rec;
-    list->leaks = rec;
+    bp_list_push(&list->leaks, rec, prev, next);
     pthread_mutex_unlock(&list->lock);
     x->leak = rec;
 }
@@ -158,12 +155,7 @@ void bp_leak_untrack(bp_buf *b)
     bp_buf_ext *x = b->more.ext;
     bp_leak *rec = x->leak;
     pthread_mutex_lock(&list->lock);
-    if (rec->prev != NULL)
-        rec->prev->next = rec->next;
-    else
-        list->leaks = rec->next;
-    if (rec->next != NULL)
-        rec->next->prev = rec->prev;
+    bp_list_unlink(&list->leaks, rec, prev, next);
     pthread_mutex_unlock(&list->lock);
     x->leak = NULL;
     bp_free(rec);
