@@ -226,23 +226,7 @@ static void check_free(const char *what, void *p)
     if (b.info == 0)
         return;
     bp_chunk *chunk = b.chunk;
-    bp_arena *arena = chunk->arena;
-    uint32_t run = bp_info_run(b.info);
-    bp_lock_acquire(&arena->lock);
-    if (b.info & BP_INFO_SUBPAGE_BIT) {
-        bp_subpage *sp = bp_chunk_subpage(chunk, run);
-        long idx = bp_subpage_index_of(sp, (uintptr_t)p);
-        if (idx < 0)
-            bp_fatal("%s(%p): not the start of a block (inside a %u-byte element)", what, p,
-                     sp->elem_size);
-        if (bp_subpage_is_free(sp, (uint32_t)idx))
-            bp_fatal("%s(%p): double free (a %u-byte block)", what, p, sp->elem_size);
-    } else if (chunk->base + ((uintptr_t)run << chunk->page_shift) != (uintptr_t)p) {
-        bp_fatal("%s(%p): not the start of a block (inside a run)", what, p);
-    }
-    bp_lock_release(&arena->lock);
-    if (!(b.info & BP_INFO_SUBPAGE_BIT) && bp_arena_run_cached(arena, p))
-        bp_fatal("%s(%p): double free (the run is in its arena's run cache)", what, p);
+    bp_arena_check_free(chunk->arena, chunk, p, b.info, what);
     bp_pool *pool = chunk->pool;
     if (pool->tc_slot < BP_TCACHE_SLOTS) {
         bp_tcache_enter();

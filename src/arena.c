@@ -309,13 +309,9 @@ static void purge_tick(bp_arena *arena)
         return;
     arena->next_purge_ms = now + (uint64_t)BP_MAX(decay / 2, 1);
     huge_cache_decay(arena, now, decay);
-    for (int i = 0; i < BP_NLISTS; i++)
-        for (bp_chunk *chunk = arena->lists[i].head; chunk != NULL; chunk = chunk->next)
-            if (chunk->dirty_pages != 0)
-                arena->counters.purged_bytes += bp_chunk_purge(chunk, false);
-    for (bp_chunk *chunk = arena->retained; chunk != NULL; chunk = chunk->next)
-        if (chunk->dirty_pages != 0)
-            arena->counters.purged_bytes += bp_chunk_purge(chunk, false);
+    for (bp_arena_walk w = bp_arena_walk_start(arena); bp_arena_walk_next(&w);)
+        if (w.chunk->dirty_pages != 0)
+            arena->counters.purged_bytes += bp_chunk_purge(w.chunk, false);
 }
 
 void bp_arena_purge_decayed(bp_arena *arena)
@@ -651,15 +647,26 @@ static void drain_run_caches_locked(bp_arena *arena)
     }
 }
 
-bool bp_arena_run_cached(bp_arena *arena, const void *p)
+void bp_arena_check_free(bp_arena *arena, bp_chunk *chunk, const void *p, uint32_t info,
+                         const char *what)
 {
-    /* a run waits only in the cache of its own class, which its unit_info names */
-    const bp_chunk *chunk = bp_chunk_map_lookup((uintptr_t)p);
-    unsigned cls = bp_info_class(bp_chunk_info_at(chunk, (uintptr_t)p));
+    uint32_t run = bp_info_run(info);
     bp_lock_acquire(&arena->lock);
-    bool found = run_cache_holds(&arena->run_cache[cls], p);
+    if (info & BP_INFO_SUBPAGE_BIT) {
+        bp_subpage *sp = bp_chunk_subpage(chunk, run);
+        long idx = bp_subpage_index_of(sp, (uintptr_t)p);
+        if (idx < 0)
+            bp_fatal("%s(%p): not the start of a block (inside a %u-byte element)", what, p,
+                     sp->elem_size);
+        if (bp_subpage_is_free(sp, (uint32_t)idx))
+            bp_fatal("%s(%p): double free (a %u-byte block)", what, p, sp->elem_size);
+    } else if (run_address(chunk, run) != p) {
+        bp_fatal("%s(%p): not the start of a block (inside a run)", what, p);
+    } else if (run_cache_holds(&arena->run_cache[bp_info_class(info)], p)) {
+        /* a run waits only in the cache of its own class, which its unit_info names */
+        bp_fatal("%s(%p): double free (the run is in its arena's run cache)", what, p);
+    }
     bp_lock_release(&arena->lock);
-    return found;
 }
 
 static void free_locked(bp_arena *arena, bp_chunk *chunk, uintptr_t p, uint32_t info)
@@ -1044,13 +1051,12 @@ size_t bp_arena_trim(bp_arena *arena, bool purge)
         arena->desc_free = NULL;
     }
     released += bp_os_retry_stuck(&arena->engine->memory);
-    /* ... and every free page of the chunks still in use is purged. */
-    for (int i = 0; purge && i < BP_NLISTS; i++) {
-        for (bp_chunk *chunk = arena->lists[i].head; chunk != NULL; chunk = chunk->next) {
-            size_t purged = bp_chunk_purge(chunk, true);
-            arena->counters.purged_bytes += purged;
-            released += purged;
-        }
+    /* ... and every free page of the chunks still in use (and of those the OS refused to
+     * unmap, purged already) is purged. */
+    for (bp_arena_walk w = bp_arena_walk_start(arena); purge && bp_arena_walk_next(&w);) {
+        size_t purged = bp_chunk_purge(w.chunk, true);
+        arena->counters.purged_bytes += purged;
+        released += purged;
     }
     released += arena_unlock(arena); /* the huge mappings queued above */
     return released;
@@ -1077,18 +1083,17 @@ int bp_arena_check(bp_arena *arena)
     const bp_size_classes *sc = &arena->engine->sc;
     size_t active = 0;
     unsigned subpages_in_chunks = 0, subpages_in_pools = 0;
-    for (int i = 0; i < BP_NLISTS; i++) {
+    for (int i = 0; i < BP_NLISTS; i++)
         problems += bp_chunk_list_check(&arena->lists[i]);
-        for (const bp_chunk *chunk = arena->lists[i].head; chunk; chunk = chunk->next) {
-            if (chunk->arena != arena) {
-                bp_message("check: arena %u: chunk %p belongs to another arena", arena->index,
-                           (void *)chunk->base);
-                problems++;
-            }
-            bp_chunk_usage_walk walk = bp_chunk_walk(chunk);
-            active += walk.active_bytes;
-            subpages_in_chunks += walk.subpages_with_free;
+    for (bp_arena_walk w = bp_arena_walk_start(arena); bp_arena_walk_next(&w);) {
+        if (w.chunk->arena != arena) {
+            bp_message("check: arena %u: chunk %p belongs to another arena", arena->index,
+                       (void *)w.chunk->base);
+            problems++;
         }
+        bp_chunk_usage_walk walk = bp_chunk_walk(w.chunk);
+        active += walk.active_bytes;
+        subpages_in_chunks += walk.subpages_with_free;
     }
     for (unsigned cls = 0; cls < sc->nsmall; cls++) {
         const bp_subpage_link *head = &arena->small[cls];

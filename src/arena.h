@@ -117,6 +117,30 @@ struct bp_arena {
     bp_run_cache run_cache[BP_MAX_CLASSES]; /* classes >= the pool's cache_classes */
 } __attribute__((aligned(64)));
 
+/* A walk over every pooled chunk of an arena: each list's in list order, then the retained
+ * ones. Under the arena's lock, moving and freeing no chunk. `list` is the current chunk's
+ * list, BP_NLISTS for a retained one.
+ *   for (bp_arena_walk w = bp_arena_walk_start(arena); bp_arena_walk_next(&w);) ... w.chunk */
+typedef struct bp_arena_walk {
+    const bp_arena *arena;
+    int list;
+    bp_chunk *chunk;
+} bp_arena_walk;
+bp_inline bp_arena_walk bp_arena_walk_start(const bp_arena *arena)
+{
+    return (bp_arena_walk){arena, -1, NULL};
+}
+bp_inline bp_chunk *bp_arena_walk_next(bp_arena_walk *w)
+{
+    bp_chunk *c = w->chunk != NULL ? w->chunk->next : NULL;
+    while (c == NULL && w->list < BP_NLISTS) {
+        w->list++;
+        c = w->list < BP_NLISTS ? w->arena->lists[w->list].head : w->arena->retained;
+    }
+    w->chunk = c;
+    return c;
+}
+
 void bp_arena_init(bp_arena *arena, bp_engine *engine, unsigned index);
 void bp_arena_destroy(bp_arena *arena);
 void *bp_arena_alloc(bp_arena *arena, unsigned cls);
@@ -146,7 +170,7 @@ void *bp_arena_alloc_huge(bp_arena *arena, size_t size, size_t align);
  * pool's mapped bytes are the sum over arenas of chunk_bytes + huge_bytes + this, plus the
  * OS layer's stuck bytes (bp_os_stuck_bytes). */
 size_t bp_arena_overhead_bytes(bp_arena *arena);
-/* Frees the block at p in `chunk` (a pooled chunk, p inside it, info = its page_info). */
+/* Frees the block at p in `chunk` (a pooled chunk, p inside it, info = its unit_info). */
 void bp_arena_free(bp_arena *arena, bp_chunk *chunk, uintptr_t p, uint32_t info);
 void bp_arena_free_huge(bp_arena *arena, bp_chunk *huge);
 /* bp_realloc of the live huge block `huge` (of this arena) to new_size bytes, above the chunk
@@ -156,9 +180,11 @@ void bp_arena_free_huge(bp_arena *arena, bp_chunk *huge);
  * kept. Returns the block's address, or NULL with the block untouched: a custom OS layer (no
  * remap), memory_limit, or the OS refusing; the caller then allocates and copies. */
 void *bp_arena_realloc_huge(bp_arena *arena, bp_chunk *huge, size_t new_size);
-/* Whether p, the start of a normal run of the arena (its unit_info non-zero), waits in the
- * run cache of its class (checked builds' double-free test): a few compares, O(1). */
-bool bp_arena_run_cached(bp_arena *arena, const void *p);
+/* Checked builds' test of a free of p, a block of `chunk` of this arena whose unit_info is
+ * `info` (non-zero): reports `what`(p) and aborts when p is not the start of a block, or is
+ * free already (its subpage's bit, or its run waiting in the run cache: O(1) either way). */
+void bp_arena_check_free(bp_arena *arena, bp_chunk *chunk, const void *p, uint32_t info,
+                         const char *what);
 /* Releases the cached runs, empty subpages and empty chunks the arena keeps, and purges
  * every free page when `purge`; returns the bytes unmapped (and purged). */
 size_t bp_arena_trim(bp_arena *arena, bool purge);

@@ -468,19 +468,15 @@ bp_chunk_usage_walk bp_chunk_walk(const bp_chunk *chunk)
 {
     const bp_size_classes *sc = chunk_classes(chunk);
     bp_chunk_usage_walk walk = {0, 0};
-    for (uint32_t off = 0; off < chunk->npages;) {
-        uint64_t h = chunk->run_map[off];
-        uint32_t pages = bp_handle_pages(h);
-        if (pages == 0)
-            break; /* bp_chunk_check reports it */
-        if (bp_handle_used(h) && bp_handle_subpage(h)) {
-            const bp_subpage *sp = bp_chunk_subpage(chunk, off);
+    bp_chunk_run run;
+    for (uint32_t next = 0; bp_chunk_next_run(chunk, &next, &run);) {
+        if (run.subpage != NULL) {
+            const bp_subpage *sp = run.subpage;
             walk.active_bytes += (size_t)(sp->elem_count - sp->free_count) * sp->elem_size;
             walk.subpages_with_free += sp->free_count > 0;
-        } else if (bp_handle_used(h)) {
-            walk.active_bytes += sc->size[bp_info_class(bp_chunk_page_info(chunk, off))];
+        } else if (run.used) {
+            walk.active_bytes += sc->size[bp_info_class(bp_chunk_page_info(chunk, run.offset))];
         }
-        off += pages;
     }
     return walk;
 }

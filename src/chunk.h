@@ -145,7 +145,7 @@ bool bp_chunk_try_delete(bp_chunk *chunk);
 void bp_chunk_delete(bp_chunk *chunk);
 /* Offset of a fresh used run for class `cls` (run_pages[cls] pages) whose offset is a
  * multiple of `align_pages` (a power of two; 1 for none), or -1 when the chunk has no room.
- * Sets the run's page_info; a subpage run still needs bp_subpage_init. */
+ * Sets the run's unit_info; a subpage run still needs bp_subpage_init. */
 long bp_chunk_alloc_run(bp_chunk *chunk, unsigned cls, uint32_t align_pages, bool subpage);
 /* Returns the run at `offset` (used, `pages` long) to the free sets, merged with free
  * neighbours. */
@@ -175,6 +175,35 @@ bp_inline uint32_t bp_chunk_info_at(const bp_chunk *chunk, uintptr_t addr)
 }
 /* Zeros for the units of a huge block's granule. */
 extern bp_hidden const uint32_t bp_zero_units[BP_MAP_GRANULE >> BP_UNIT_SHIFT];
+
+/* One run of a chunk, as bp_chunk_next_run walks them from page 0: what stats and the
+ * checks read of a run without decoding handles themselves. */
+typedef struct bp_chunk_run {
+    uint32_t offset, pages; /* first page and length (pages never past the chunk's end) */
+    bool used;
+    const bp_subpage *subpage; /* a used subpage run's, else NULL */
+} bp_chunk_run;
+
+/* The run at *next (0 to start) into *run, *next moved past it: false after the last run, or
+ * at a corrupt run map (a zero length, which bp_chunk_check reports). */
+bp_inline bool bp_chunk_next_run(const bp_chunk *chunk, uint32_t *next, bp_chunk_run *run)
+{
+    uint32_t off = *next;
+    if (off >= chunk->npages)
+        return false;
+    uint64_t h = chunk->run_map[off];
+    uint32_t pages = BP_MIN(bp_handle_pages(h), chunk->npages - off);
+    if (pages == 0)
+        return false;
+    run->offset = off;
+    run->pages = pages;
+    run->used = bp_handle_used(h);
+    run->subpage = run->used && bp_handle_subpage(h)
+                       ? (const bp_subpage *)(chunk->subpages + (size_t)off * chunk->subpage_stride)
+                       : NULL;
+    *next = off + pages;
+    return true;
+}
 
 /* Whether the chunk has a free run filed under page class pc or above (for aligned runs
  * this is necessary, not sufficient). Lets the arena skip a chunk in a few instructions. */

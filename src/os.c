@@ -9,6 +9,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <linux/futex.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
@@ -122,6 +123,25 @@ int bp_os_unmap(const bp_os *os, void *addr, size_t size)
     if (err != 0 && os->purge != NULL)
         os->purge(addr, size, os->ctx); /* the range stays; at least its memory goes back */
     return err;
+}
+
+void *bp_os_scratch_grow(void *mem, size_t cap, size_t need, size_t keep, size_t *cap_out)
+{
+    size_t bytes = bp_align_up(BP_MAX(need, 1), 64 << 10);
+    void *grown = bp_os_map(&default_os, bytes, 4096);
+    if (grown == NULL)
+        return NULL;
+    if (keep > 0)
+        memcpy(grown, mem, keep);
+    bp_os_scratch_free(mem, cap);
+    *cap_out = bytes;
+    return grown;
+}
+
+void bp_os_scratch_free(void *mem, size_t cap)
+{
+    if (mem != NULL)
+        bp_os_unmap(&default_os, mem, cap);
 }
 
 /* ---- counted memory --------------------------------------------------------------------- */

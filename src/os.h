@@ -76,6 +76,13 @@ bp_inline size_t bp_os_counted(bp_os_memory *mem)
     return __atomic_load_n(&mem->counted, __ATOMIC_RELAXED);
 }
 
+/* Scratch memory from the default layer, never from a pool: for snapshots written to a stream
+ * that may allocate from the pool they describe. Returns a mapping of at least `need` bytes
+ * (64 KiB steps; its size in *cap_out) holding the first `keep` bytes of `mem` (NULL, or a
+ * scratch mapping of `cap` bytes, unmapped once copied), or NULL with `mem` untouched. */
+void *bp_os_scratch_grow(void *mem, size_t cap, size_t need, size_t keep, size_t *cap_out);
+void bp_os_scratch_free(void *mem, size_t cap); /* mem may be NULL */
+
 /* Resizing a mapping of the default layer (mremap); a custom layer (bp_os_can_remap false)
  * has no such call. in_place: grows into free pages after it or shrinks, else false and
  * nothing changed. A move takes two steps, so the caller can register the new address before

@@ -19,19 +19,14 @@ static void chunk_into(const bp_chunk *chunk, bp_stats *st, bp_stats_list *list)
     }
     st->chunks++;
     st->dirty_bytes += (size_t)chunk->dirty_pages * page;
-    for (uint32_t off = 0; off < chunk->npages;) {
-        uint64_t h = chunk->run_map[off];
-        uint32_t pages = bp_handle_pages(h);
-        if (pages == 0)
-            break;
-        if (bp_handle_used(h) && bp_handle_subpage(h)) {
-            const bp_subpage *sp = bp_chunk_subpage(chunk, off);
-            bp_stats_class *c = &st->class_stats[sp->class_index];
+    bp_chunk_run run;
+    for (uint32_t next = 0; bp_chunk_next_run(chunk, &next, &run);) {
+        if (run.subpage != NULL) {
+            bp_stats_class *c = &st->class_stats[run.subpage->class_index];
             c->subpages++;
-            c->elements += sp->elem_count;
-            c->free_elements += sp->free_count;
+            c->elements += run.subpage->elem_count;
+            c->free_elements += run.subpage->free_count;
         }
-        off += pages;
     }
 }
 
@@ -60,11 +55,8 @@ static void arena_into(bp_arena *arena, bp_stats *st, unsigned index)
     counters_into(arena, st);
     st->retained_chunks += arena->nretained;
     uint32_t chunks_before = st->chunks;
-    for (int i = 0; i < BP_NLISTS; i++)
-        for (const bp_chunk *c = arena->lists[i].head; c != NULL; c = c->next)
-            chunk_into(c, st, &st->lists[i]);
-    for (const bp_chunk *c = arena->retained; c != NULL; c = c->next)
-        chunk_into(c, st, NULL);
+    for (bp_arena_walk w = bp_arena_walk_start(arena); bp_arena_walk_next(&w);)
+        chunk_into(w.chunk, st, w.list < BP_NLISTS ? &st->lists[w.list] : NULL);
     for (unsigned cls = 0; cls < arena->engine->sc.nclasses; cls++)
         st->run_cache_bytes += (size_t)arena->run_cache[cls].count * arena->engine->sc.size[cls];
     if (index < BP_STATS_ARENAS) {
@@ -185,25 +177,21 @@ static uint32_t record_size(const bp_chunk *chunk, bool pages)
     return (uint32_t)bp_align_up(bytes, _Alignof(chunk_shot));
 }
 
-/* Page codes by walking the runs from the first page (each run's first page has its handle):
+/* Page codes by walking the runs (bp_chunk_next_run):
  * a subpage run's every page gets its class, whichever page a reader starts from. */
 static void page_codes(const bp_chunk *chunk, uint8_t *code)
 {
-    for (uint32_t off = 0; off < chunk->npages;) {
-        uint64_t h = chunk->run_map[off];
-        uint32_t pages = BP_MIN(bp_handle_pages(h), chunk->npages - off);
-        if (pages == 0)
-            break;
-        for (uint32_t p = off; p < off + pages; p++) {
+    bp_chunk_run run;
+    for (uint32_t next = 0; bp_chunk_next_run(chunk, &next, &run);) {
+        for (uint32_t p = run.offset; p < run.offset + run.pages; p++) {
             bool dirty = (chunk->dirty[p >> 6] >> (p & 63)) & 1;
             uint8_t c = dirty ? PAGE_FREE : PAGE_PURGED;
-            if (bp_handle_used(h) && bp_handle_subpage(h))
-                c = (uint8_t)(PAGE_SUBPAGE + bp_chunk_subpage(chunk, off)->class_index);
-            else if (bp_handle_used(h))
+            if (run.subpage != NULL)
+                c = (uint8_t)(PAGE_SUBPAGE + run.subpage->class_index);
+            else if (run.used)
                 c = PAGE_RUN;
             code[p] = c;
         }
-        off += pages;
     }
 }
 
@@ -230,43 +218,32 @@ static void shot_chunk(heap_shot *hs, const bp_chunk *chunk, unsigned arena, con
 static size_t arena_bytes(const bp_arena *arena, bool pages)
 {
     size_t bytes = 0;
-    for (int i = 0; i < BP_NLISTS; i++)
-        for (const bp_chunk *c = arena->lists[i].head; c != NULL; c = c->next)
-            bytes += record_size(c, pages);
-    for (const bp_chunk *c = arena->retained; c != NULL; c = c->next)
-        bytes += record_size(c, pages);
+    for (bp_arena_walk w = bp_arena_walk_start(arena); bp_arena_walk_next(&w);)
+        bytes += record_size(w.chunk, pages);
     return bytes;
 }
 
 static void arena_shot(heap_shot *hs, const bp_arena *arena)
 {
-    for (int i = 0; i < BP_NLISTS; i++)
-        for (const bp_chunk *c = arena->lists[i].head; c != NULL; c = c->next)
-            shot_chunk(hs, c, arena->index, arena->lists[i].name);
-    for (const bp_chunk *c = arena->retained; c != NULL; c = c->next)
-        shot_chunk(hs, c, arena->index, "retained");
+    for (bp_arena_walk w = bp_arena_walk_start(arena); bp_arena_walk_next(&w);)
+        shot_chunk(hs, w.chunk, arena->index,
+                   w.list < BP_NLISTS ? arena->lists[w.list].name : "retained");
 }
 
 /* Mapped through the OS layer, never from a pool: the stream may allocate from this one. */
 static bool shot_grow(heap_shot *hs, size_t need)
 {
-    size_t cap = bp_align_up(BP_MAX(need, hs->cap * 2), 64 << 10);
-    unsigned char *mem = bp_os_map(bp_os_default(), cap, 4096);
+    unsigned char *mem =
+        bp_os_scratch_grow(hs->mem, hs->cap, BP_MAX(need, hs->cap * 2), hs->used, &hs->cap);
     if (mem == NULL)
         return false;
-    if (hs->used > 0)
-        memcpy(mem, hs->mem, hs->used);
-    if (hs->mem != NULL)
-        bp_os_unmap(bp_os_default(), hs->mem, hs->cap);
     hs->mem = mem;
-    hs->cap = cap;
     return true;
 }
 
 static void shot_free(heap_shot *hs)
 {
-    if (hs->mem != NULL)
-        bp_os_unmap(bp_os_default(), hs->mem, hs->cap);
+    bp_os_scratch_free(hs->mem, hs->cap);
     hs->mem = NULL;
 }
 

@@ -207,21 +207,16 @@ static size_t count_unreported(const leak_list *list)
 
 static bool shots_grow(leak_shots *s, size_t n)
 {
-    size_t bytes = bp_align_up(n * sizeof(leak_shot), 64 << 10);
-    leak_shot *mem = bp_os_map(bp_os_default(), bytes, 4096);
+    leak_shot *mem = bp_os_scratch_grow(s->shot, s->bytes, n * sizeof(leak_shot), 0, &s->bytes);
     if (mem == NULL)
         return false;
-    if (s->shot != NULL)
-        bp_os_unmap(bp_os_default(), s->shot, s->bytes);
     s->shot = mem;
-    s->bytes = bytes;
     return true;
 }
 
 static void shots_free(leak_shots *s)
 {
-    if (s->shot != NULL)
-        bp_os_unmap(bp_os_default(), s->shot, s->bytes);
+    bp_os_scratch_free(s->shot, s->bytes);
 }
 
 /* Copies the unreported leaks and marks them reported; the lock is dropped to map more
