@@ -1,6 +1,7 @@
 /* chunk_map.c — the process-wide address -> chunk table that lets bp_free(ptr) find the pool,
  * arena and chunk of any block (layout and rules in chunk_map.h). */
 #include "chunk_map.h"
+#include "lock.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -17,26 +18,27 @@ struct bp_fast_chunk **bp_chunk_map = boot_table;
 const uint32_t bp_zero_units[BP_MAP_GRANULE >> BP_UNIT_SHIFT];
 
 /* Serialises reservation and registration; entries are written with atomic stores. */
-static pthread_mutex_t map_lock = PTHREAD_MUTEX_INITIALIZER;
+static bp_mutex map_lock = BP_MUTEX_INIT;
 static uint64_t writable[TABLE_PAGES / 64]; /* bit set: that page of the table is writable */
 
 void bp_chunk_map_prefork(void)
 {
-    pthread_mutex_lock(&map_lock);
+    bp_mutex_lock(&map_lock);
 }
 
 void bp_chunk_map_postfork_parent(void)
 {
-    pthread_mutex_unlock(&map_lock);
+    bp_mutex_unlock(&map_lock);
 }
 
 void bp_chunk_map_postfork_child(void)
 {
-    pthread_mutex_unlock(&map_lock); /* the child's one thread is the one that took it */
+    bp_mutex_unlock(&map_lock); /* the child's one thread is the one that took it */
 }
 
 static int reserve_locked(void)
 {
+    bp_assert(bp_mutex_held(&map_lock));
     if (bp_chunk_map != boot_table)
         return 0;
     void *table =
@@ -52,9 +54,9 @@ static int reserve_locked(void)
 
 int bp_chunk_map_init(void)
 {
-    pthread_mutex_lock(&map_lock);
+    bp_mutex_lock(&map_lock);
     int err = reserve_locked();
-    pthread_mutex_unlock(&map_lock);
+    bp_mutex_unlock(&map_lock);
     return err;
 }
 
@@ -71,6 +73,7 @@ static size_t entry_index(uintptr_t addr)
 
 static bool make_writable_locked(size_t entry)
 {
+    bp_assert(bp_mutex_held(&map_lock));
     size_t page = entry * sizeof(bp_chunk *) / TABLE_PAGE;
     if (writable[page / 64] >> (page % 64) & 1)
         return true;
@@ -90,7 +93,7 @@ bool bp_chunk_map_register(uintptr_t base, size_t size, bp_chunk *chunk)
     }
     size_t granules = (size + BP_MAP_GRANULE - 1) >> BP_MAP_GRANULE_SHIFT;
     bool ok = true;
-    pthread_mutex_lock(&map_lock);
+    bp_mutex_lock(&map_lock);
     if (reserve_locked() != 0)
         ok = false;
     for (size_t i = 0; ok && i < granules; i++)
@@ -99,15 +102,15 @@ bool bp_chunk_map_register(uintptr_t base, size_t size, bp_chunk *chunk)
         __atomic_store_n(&bp_chunk_map[entry_index(base) + i],
                          (struct bp_fast_chunk *)(void *)chunk, /* its first member */
                          __ATOMIC_RELEASE);
-    pthread_mutex_unlock(&map_lock);
+    bp_mutex_unlock(&map_lock);
     return ok;
 }
 
 void bp_chunk_map_unregister(uintptr_t base, size_t size)
 {
     size_t granules = (size + BP_MAP_GRANULE - 1) >> BP_MAP_GRANULE_SHIFT;
-    pthread_mutex_lock(&map_lock);
+    bp_mutex_lock(&map_lock);
     for (size_t i = 0; i < granules; i++)
         __atomic_store_n(&bp_chunk_map[entry_index(base) + i], NULL, __ATOMIC_RELEASE);
-    pthread_mutex_unlock(&map_lock);
+    bp_mutex_unlock(&map_lock);
 }

@@ -36,7 +36,7 @@
  * ------------------------------------------------------------------------------------------ */
 /* pools with thread caches at once (others go uncached); bins every cache has, whatever its
  * pool's classes, so a cache outlives its pool's class count */
-#define BP_TCACHE_SLOTS     64
+#define BP_TCACHE_SLOTS     BP_FAST_SLOTS
 #define BP_TRIM_CHECK_EVERY 8
 #define BP_TCACHE_BINS      (BP_MAX_CLASSES + 1)
 
@@ -75,7 +75,6 @@ _Static_assert(offsetof(struct bp_fast_bin, head) == 0 &&
                    offsetof(struct bp_fast_bin, full) == 16 &&
                    offsetof(struct bp_fast_bin, hits) == 24,
                "the fast paths' bin layout (BP_FAST_ABI_VERSION 1)");
-_Static_assert(BP_FAST_SLOTS == BP_TCACHE_SLOTS, "bufpool.h's slot count");
 _Static_assert(BP_BIN_SIZE *BP_TCACHE_BINS <= UINT16_MAX, "bin offsets fit unit_info's 16 bits");
 
 /* What the fast paths read of the thread: the handshake's busy flag (below) and the bins

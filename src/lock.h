@@ -5,9 +5,7 @@
 
 #include "base.h"
 
-#if BP_CHECKED
 #include <pthread.h>
-#endif
 
 /* ------------------------------------------------------------------------------------------
  * os.c — bp_lock: the arenas' lock. Uncontended, taking and releasing it is one atomic
@@ -78,6 +76,53 @@ bp_inline void bp_lock_release(bp_lock *lock)
 {
     if (bp_unlikely(bp_lock_release_wants_wake(lock)))
         bp_lock_wake(lock);
+}
+
+/* ------------------------------------------------------------------------------------------
+ * bp_mutex: a pthread mutex for the process-wide registries (thread caches, the chunk map)
+ * that may sleep for long, with the same holder bookkeeping as bp_lock in checked builds.
+ * ------------------------------------------------------------------------------------------ */
+typedef struct bp_mutex {
+    pthread_mutex_t mutex;
+#if BP_CHECKED
+    uintptr_t owner; /* the holder's pthread_self(), 0 when free (atomic, relaxed) */
+#endif
+} bp_mutex;
+#if BP_CHECKED
+#define BP_MUTEX_INIT                                                                              \
+    {                                                                                              \
+        PTHREAD_MUTEX_INITIALIZER, 0                                                               \
+    }
+#else
+#define BP_MUTEX_INIT                                                                              \
+    {                                                                                              \
+        PTHREAD_MUTEX_INITIALIZER                                                                  \
+    }
+#endif
+
+bp_inline void bp_mutex_lock(bp_mutex *m)
+{
+    pthread_mutex_lock(&m->mutex);
+#if BP_CHECKED
+    __atomic_store_n(&m->owner, (uintptr_t)pthread_self(), __ATOMIC_RELAXED);
+#endif
+}
+bp_inline bool bp_mutex_held(bp_mutex *m)
+{
+#if BP_CHECKED
+    return __atomic_load_n(&m->owner, __ATOMIC_RELAXED) == (uintptr_t)pthread_self();
+#else
+    (void)m;
+    return true;
+#endif
+}
+bp_inline void bp_mutex_unlock(bp_mutex *m)
+{
+    bp_assert(bp_mutex_held(m));
+#if BP_CHECKED
+    __atomic_store_n(&m->owner, 0, __ATOMIC_RELAXED);
+#endif
+    pthread_mutex_unlock(&m->mutex);
 }
 
 #endif /* BP_LOCK_H */

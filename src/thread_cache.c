@@ -44,7 +44,7 @@ static __thread unsigned char thread_state;
  * `pool` field once the cache is published, and reclaiming: a reclaimer holds it throughout,
  * so an owner that finds its bins taken waits for it. Taken before any arena lock, never
  * after, and never by a thread with bp_fast_tls.busy set. */
-static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
+static bp_mutex registry_lock = BP_MUTEX_INIT;
 static uint64_t slots_used;
 
 static pthread_key_t thread_key;
@@ -65,24 +65,24 @@ static void make_thread_key(void)
 
 void bp_tcache_prefork(void)
 {
-    pthread_mutex_lock(&registry_lock);
+    bp_mutex_lock(&registry_lock);
 }
 
 void bp_tcache_postfork_parent(void)
 {
-    pthread_mutex_unlock(&registry_lock);
+    bp_mutex_unlock(&registry_lock);
 }
 
 void bp_tcache_postfork_child(void)
 {
-    pthread_mutex_unlock(&registry_lock);
+    bp_mutex_unlock(&registry_lock);
 }
 
 /* ---- slots ------------------------------------------------------------------------------ */
 
 void bp_tcache_pool_created(bp_pool *pool)
 {
-    pthread_mutex_lock(&registry_lock);
+    bp_mutex_lock(&registry_lock);
     pool->tc_slot = BP_TCACHE_SLOTS;
     if (~slots_used != 0) {
         unsigned slot = (unsigned)__builtin_ctzll(~slots_used);
@@ -92,7 +92,7 @@ void bp_tcache_pool_created(bp_pool *pool)
     /* checked and tool builds check (or announce) every request: their fast paths miss */
     pool->fast.slot = BP_CHECKED || BP_TRACK ? BP_TCACHE_SLOTS : pool->tc_slot;
     pool->tcaches = NULL;
-    pthread_mutex_unlock(&registry_lock);
+    bp_mutex_unlock(&registry_lock);
 }
 
 static void unlink_from_pool(bp_tcache *tc)
@@ -110,7 +110,7 @@ static void unlink_from_pool(bp_tcache *tc)
  * slow path, which notices. */
 void bp_tcache_pool_destroying(bp_pool *pool)
 {
-    pthread_mutex_lock(&registry_lock);
+    bp_mutex_lock(&registry_lock);
     while (pool->tcaches != NULL) {
         bp_tcache *tc = pool->tcaches;
         unlink_from_pool(tc);
@@ -120,7 +120,7 @@ void bp_tcache_pool_destroying(bp_pool *pool)
     }
     if (pool->tc_slot < BP_TCACHE_SLOTS)
         slots_used &= ~((uint64_t)1 << pool->tc_slot);
-    pthread_mutex_unlock(&registry_lock);
+    bp_mutex_unlock(&registry_lock);
 }
 
 /* ---- creating and releasing caches ------------------------------------------------------ */
@@ -149,6 +149,7 @@ static unsigned bin_capacity(const bp_pool *pool, unsigned cls)
 /* Under the registry lock: initialises arenas up to i. */
 static bp_arena *arena_at(bp_pool *pool, unsigned i)
 {
+    bp_assert(bp_mutex_held(&registry_lock));
     for (unsigned next = pool->arenas_ready; next <= i; next++) {
         bp_arena_init(&pool->arenas[next], &pool->engine, next);
         __atomic_store_n(&pool->arenas_ready, next + 1, __ATOMIC_RELEASE);
@@ -158,9 +159,9 @@ static bp_arena *arena_at(bp_pool *pool, unsigned i)
 
 bp_arena *bp_tcache_arena_at(bp_pool *pool, unsigned i)
 {
-    pthread_mutex_lock(&registry_lock);
+    bp_mutex_lock(&registry_lock);
     bp_arena *arena = arena_at(pool, i);
-    pthread_mutex_unlock(&registry_lock);
+    bp_mutex_unlock(&registry_lock);
     return arena;
 }
 
@@ -169,6 +170,7 @@ bp_arena *bp_tcache_arena_at(bp_pool *pool, unsigned i)
  * every ready arena has a thread. */
 static bp_arena *bind_arena(bp_pool *pool)
 {
+    bp_assert(bp_mutex_held(&registry_lock));
     unsigned ready = pool->arenas_ready;
     bp_arena *best = &pool->arenas[0];
     for (unsigned i = 1; i < ready && best->bound_threads > 0; i++)
@@ -211,11 +213,11 @@ static bp_tcache *tcache_new(bp_pool *pool)
         stack += bin->capacity;
         bin->empty = bin->head = stack;
     }
-    pthread_mutex_lock(&registry_lock);
+    bp_mutex_lock(&registry_lock);
     tc->pool = pool;
     tc->arena = bind_arena(pool);
     bp_list_push(&pool->tcaches, tc, pool_prev, pool_next);
-    pthread_mutex_unlock(&registry_lock);
+    bp_mutex_unlock(&registry_lock);
     return tc;
 }
 
@@ -226,8 +228,8 @@ static bp_tcache *own_cache(unsigned slot)
     bp_tcache *tc = tls_caches[slot];
     while (tc != NULL && bp_tcache_bins(slot) != tc->bins) {
         bp_tcache_leave();
-        pthread_mutex_lock(&registry_lock);
-        pthread_mutex_unlock(&registry_lock);
+        bp_mutex_lock(&registry_lock);
+        bp_mutex_unlock(&registry_lock);
         bp_tcache_enter();
     }
     return tc;
@@ -494,7 +496,7 @@ static void thread_exit(void *arg)
         bp_tcache *tc = tls_caches[slot];
         if (tc == NULL)
             continue;
-        pthread_mutex_lock(&registry_lock); /* no reclaimer holds the cache from here on */
+        bp_mutex_lock(&registry_lock); /* no reclaimer holds the cache from here on */
         set_slot_cache(slot, EMPTY_CACHE);
         if (tc->pool != NULL) {
             bp_arena *arena = tc->arena;
@@ -503,7 +505,7 @@ static void thread_exit(void *arg)
             if (arena->bound_threads == 0) /* nobody left to refill from them */
                 bp_arena_drain_transfers(arena);
         }
-        pthread_mutex_unlock(&registry_lock);
+        bp_mutex_unlock(&registry_lock);
         bp_os_unmap(bp_os_default(), tc, tc->map_size);
     }
 }
@@ -542,14 +544,14 @@ void bp_tcache_stats(bp_pool *pool, uint64_t *hits, size_t *cached_bytes)
         }
     }
     bp_tcache_leave();
-    pthread_mutex_lock(&registry_lock);
+    bp_mutex_lock(&registry_lock);
     for (const bp_tcache *tc = pool->tcaches; tc != NULL; tc = tc->pool_next) {
         if (tc == mine)
             continue;
         *hits += __atomic_load_n(&tc->hits_total, __ATOMIC_RELAXED);
         *cached_bytes += __atomic_load_n(&tc->cached_bytes, __ATOMIC_RELAXED);
     }
-    pthread_mutex_unlock(&registry_lock);
+    bp_mutex_unlock(&registry_lock);
 }
 
 void bp_tcache_class_counts(bp_pool *pool, uint64_t *class_hits, uint64_t *class_frees)
@@ -605,6 +607,7 @@ static bool can_reclaim_others(void)
  * A cache whose owner is installing it right now holds nothing yet and is skipped. */
 static void reclaim_locked(bp_tcache *tc)
 {
+    bp_assert(bp_mutex_held(&registry_lock));
     bp_tcache_bin *bins = tc->bins;
     if (!__atomic_compare_exchange_n(tc->owner_slot, &bins, EMPTY_CACHE->bins, false,
                                      __ATOMIC_SEQ_CST, __ATOMIC_RELAXED))
@@ -621,6 +624,7 @@ static void reclaim_locked(bp_tcache *tc)
  * active at or before idle_before. */
 static void reclaim_others_locked(bp_pool *pool, const bp_tcache *mine, uint64_t idle_before)
 {
+    bp_assert(bp_mutex_held(&registry_lock));
     for (bp_tcache *tc = pool->tcaches; tc != NULL; tc = tc->pool_next)
         if (tc != mine && __atomic_load_n(&tc->last_active_ms, __ATOMIC_RELAXED) <= idle_before)
             reclaim_locked(tc);
@@ -635,9 +639,9 @@ void bp_tcache_reclaim_all(bp_pool *pool)
     bp_tcache_leave();
     if (!can_reclaim_others())
         return;
-    pthread_mutex_lock(&registry_lock);
+    bp_mutex_lock(&registry_lock);
     reclaim_others_locked(pool, mine, UINT64_MAX);
-    pthread_mutex_unlock(&registry_lock);
+    bp_mutex_unlock(&registry_lock);
 }
 
 void bp_tcache_reclaim_idle(bp_pool *pool)
@@ -656,7 +660,7 @@ void bp_tcache_reclaim_idle(bp_pool *pool)
     bp_tcache_enter();
     bp_tcache *mine = live_cache(pool);
     bp_tcache_leave();
-    pthread_mutex_lock(&registry_lock);
+    bp_mutex_lock(&registry_lock);
     reclaim_others_locked(pool, mine, now - idle_ms);
-    pthread_mutex_unlock(&registry_lock);
+    bp_mutex_unlock(&registry_lock);
 }
