@@ -134,7 +134,8 @@ typedef struct bp_config {
     unsigned retained_chunks; /* empty chunks an arena keeps mapped for reuse, 0..1024;
                                * default 2 */
     int purge_decay_ms;       /* free pages go back to the OS (purge) after staying free about
-                               * this long, -1..3600000; 0 = at once, -1 = only on
+                               * this long, -1..3600000; 0 = at once (and freed runs above
+                               * max_cached are not kept for reuse), -1 = only on
                                * bp_pool_trim; default 10000 */
     size_t huge_cache_bytes;  /* freed huge blocks (above chunk_size) each arena keeps mapped
                                * for reuse by a block of the same size up to 25 % smaller,

@@ -187,7 +187,8 @@ bp_pool *bp_pool_new(const bp_config *cfg)
     /* bp_buf's inline paths: leak tracking (and checked builds' checks) need the library */
     pool->fast.buf_slow = resolved.leak_level != 0 || BP_CHECKED || BP_TRACK;
     pool->max_cached_size = sc->size[cached - 1];
-    for (unsigned cls = cached; cls < sc->nclasses; cls++) /* <= 4 MiB */
+    /* a run cache keeps freed runs backed: none when freed pages go back at once */
+    for (unsigned cls = cached; resolved.purge_decay_ms != 0 && cls < sc->nclasses; cls++)
         engine->run_cache_limit[cls] =
             (uint32_t)BP_MIN(BP_MAX(((size_t)4 << 20) / sc->size[cls], 1), BP_RUN_CACHE_SLOTS);
     /* A transfer cache holds a bin's worth, or up to 512 KiB of small blocks: a consumer

@@ -84,6 +84,25 @@ static void test_purge_at_once(void)
     bp_pool_destroy(pool);
 }
 
+/* purge_decay_ms 0 means at once for every freed run: one above the thread caches' classes
+ * does not wait in the run cache (which keeps runs backed) for the next trim. */
+static void test_purge_at_once_past_the_caches(void)
+{
+    counting_os c = {0};
+    bp_os os = os_for(&c);
+    bp_pool *pool = pool_with(&os, 0, 2, 0, true); /* the run cache as configured */
+    void *keep = bp_alloc(pool, 64 << 10);
+    void *p = bp_alloc(pool, 64 << 10);
+    bp_free(p);
+    CHECK_EQ(c.purged, 64 << 10);
+    bp_stats st = {.struct_size = sizeof st};
+    REQUIRE(bp_pool_stats(pool, &st) == 0);
+    CHECK_EQ(st.run_cache_bytes, 0);
+    bp_free(keep);
+    CHECK_EQ(bp_pool_check(pool), 0);
+    bp_pool_destroy(pool);
+}
+
 static void test_purge_after_decay(void)
 {
     counting_os c = {0};
@@ -395,6 +414,7 @@ static void test_rss_drops_on_trim(void)
 int main(void)
 {
     RUN(test_purge_at_once);
+    RUN(test_purge_at_once_past_the_caches);
     RUN(test_purge_after_decay);
     RUN(test_purge_never_but_on_trim);
     RUN(test_no_churn_at_band_edge);
