@@ -91,6 +91,42 @@ static void write_to_pipes(void *arg)
     bp_buf_release(b);
 }
 
+/* A pipe whose reader has gone, SIGPIPE at its default (death): the write is BP_EIO with
+ * EPIPE, the process lives, no SIGPIPE is left pending and the mask is as it was. A thread
+ * that blocks SIGPIPE itself keeps its mask, and the signal stays pending for it. */
+static void write_to_pipe_gone_default(void *arg)
+{
+    (void)arg;
+    signal(SIGPIPE, SIG_DFL);
+    int p[2];
+    if (pipe(p) != 0)
+        _exit(30);
+    close(p[0]);
+    bp_buf *b = filled("lost");
+    for (int i = 0; i < 2; i++) {
+        errno = 0;
+        if (bp_buf_writev_fd(b, p[1], 0) != BP_EIO || errno != EPIPE)
+            _exit(31);
+        sigset_t now;
+        if (sigpending(&now) != 0 || sigismember(&now, SIGPIPE))
+            _exit(32);
+        if (pthread_sigmask(SIG_BLOCK, NULL, &now) != 0 || sigismember(&now, SIGPIPE))
+            _exit(33);
+    }
+    sigset_t pipe_only, now;
+    sigemptyset(&pipe_only);
+    sigaddset(&pipe_only, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe_only, NULL);
+    if (bp_buf_writev_fd(b, p[1], 0) != BP_EIO || errno != EPIPE)
+        _exit(34);
+    if (sigpending(&now) != 0 || !sigismember(&now, SIGPIPE)) /* the program's to take */
+        _exit(35);
+    if (pthread_sigmask(SIG_BLOCK, NULL, &now) != 0 || !sigismember(&now, SIGPIPE))
+        _exit(36);
+    bp_buf_release(b);
+    close(p[1]);
+}
+
 static void check_child(void (*fn)(void *), const char *what)
 {
     char out[512];
@@ -108,6 +144,7 @@ static void test_writev_peer_gone(void)
 {
     check_child(write_to_closed_socket, "closed socket");
     check_child(write_to_pipes, "pipes");
+    check_child(write_to_pipe_gone_default, "pipe gone, SIGPIPE default");
 }
 
 /* A regular file is no socket either; its bytes arrive whole. */

@@ -313,6 +313,36 @@ static void test_writev_releases_parts(void)
     close(sv[1]);
 }
 
+/* A part whose buffer the composite holds alone costs no reference on its memory (no
+ * extension, no atomic); a view of it gets one then, and outlives the composite. A part whose
+ * buffer someone else still holds takes the reference at once, so its owner's writes copy. */
+static void test_parts_owned_alone(void)
+{
+    bp_buf *c = bp_buf_composite(pool, 0);
+    bp_buf *alone = filled("abcdef");
+    CHECK_EQ(bp_buf_append(c, alone), BP_OK);
+    CHECK(c->more.ext->parts[0].mem == NULL);
+    CHECK(bp_buf_ext_of(alone) == NULL); /* still plain */
+    bp_buf *shared = filled("ghij");
+    bp_buf_retain(shared);
+    CHECK_EQ(bp_buf_append(c, shared), BP_OK);
+    CHECK(c->more.ext->parts[1].mem != NULL);
+    /* its owner sees the bytes shared: they cannot move under the composite */
+    CHECK_EQ(bp_buf_skip(shared, 1), BP_OK);
+    CHECK_EQ(bp_buf_discard_read(shared), BP_ESHARED);
+    bp_buf *inside = bp_buf_slice(c, 1, 3, 0); /* one part: a plain view of it */
+    REQUIRE(inside != NULL);
+    CHECK(c->more.ext->parts[0].mem != NULL); /* made for the view */
+    bp_buf *across = bp_buf_slice(c, 4, 4, 0);
+    REQUIRE(across != NULL);
+    bp_buf_release(c);
+    CHECK(readable_is(inside, "bcd")); /* the view keeps the bytes alive */
+    CHECK_EQ(bp_buf_readable(across), 4);
+    bp_buf_release(inside);
+    bp_buf_release(across);
+    bp_buf_release(shared);
+}
+
 int main(void)
 {
     bp_config cfg;
@@ -326,6 +356,7 @@ int main(void)
     RUN(test_append_slice);
     RUN(test_write_buf);
     RUN(test_writev_releases_parts);
+    RUN(test_parts_owned_alone);
     bp_thread_flush(pool);
     bp_arena_counters c;
     bp_pool_counters(pool, &c);

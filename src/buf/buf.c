@@ -671,7 +671,7 @@ static bp_buf *view(bp_buf *b, size_t idx, size_t len, unsigned flags)
 
 /* The part of composite c that holds all of [idx, idx + len) (len > 0), or NULL when the
  * range spans parts or is empty. */
-static const bp_part *part_holding(const bp_buf *c, size_t idx, size_t len)
+static bp_part *part_holding(const bp_buf *c, size_t idx, size_t len)
 {
     const bp_buf_ext *x = c->more.ext;
     if (len == 0 || x->nparts == 0)
@@ -684,7 +684,7 @@ static const bp_part *part_holding(const bp_buf *c, size_t idx, size_t len)
         else
             hi = mid;
     }
-    const bp_part *p = &x->parts[lo];
+    bp_part *p = &x->parts[lo];
     return idx - p->offset < p->len && len <= p->len - (idx - p->offset) ? p : NULL;
 }
 
@@ -697,10 +697,16 @@ bp_buf *bp_buf_slice(bp_buf *b, size_t idx, size_t len, unsigned flags)
     }
     if (!bp_buf_is_composite(b))
         return view(b, idx, len, flags);
-    const bp_part *p = part_holding(b, idx, len);
-    if (p != NULL) /* a plain view of that part's bytes, as cheap as one of a contiguous one */
-        return bp_buf_view_mem(bp_buf_pool(b), p->mem, p->data + (idx - p->offset), len,
+    bp_part *p = part_holding(b, idx, len);
+    if (p != NULL) { /* a plain view of that part's bytes, as cheap as one of a contiguous one */
+        bp_mem *m = bp_buf_part_mem(p);
+        if (m == NULL) {
+            errno = ENOMEM;
+            return NULL;
+        }
+        return bp_buf_view_mem(bp_buf_pool(b), m, p->data + (idx - p->offset), len,
                                (bp_buf_flags(b) | bp_buf_flags(p->buf) | flags) & BP_RDONLY);
+    }
     return bp_buf_composite_slice(b, idx, len, flags);
 }
 

@@ -65,14 +65,15 @@ int bp_buf_set_consolidate_at(bp_buf *c, unsigned parts)
 }
 
 /* Room in the parts array for `count` parts (count <= max_parts), which doubles as it fills
- * (from 4): a composite of few parts costs little, one of many no more than twice its
- * parts. BP_ENOMEM leaves it as it was. */
+ * (from 4, or from a max_parts of up to 16 at once: the composite was sized by its maker): a
+ * composite of few parts costs little, one of many no more than twice its parts. BP_ENOMEM
+ * leaves it as it was. */
 static int reserve_parts(bp_buf *c, uint32_t count)
 {
     bp_buf_ext *x = cx(c);
     if (count <= x->parts_cap)
         return BP_OK;
-    uint32_t cap = x->parts_cap ? x->parts_cap : 4;
+    uint32_t cap = x->parts_cap ? x->parts_cap : x->max_parts <= 16 ? x->max_parts : 4;
     while (cap < count)
         cap *= 2;
     cap = BP_MIN(cap, BP_MAX(x->max_parts, count));
@@ -89,9 +90,26 @@ static void release_parts(bp_buf *c, uint32_t from, uint32_t to)
 {
     bp_part *parts = cx(c)->parts;
     for (uint32_t i = from; i < to; i++) {
-        bp_buf_mem_release(parts[i].mem);
+        if (parts[i].mem != NULL)
+            bp_buf_mem_release(parts[i].mem);
         bp_buf_release(parts[i].buf);
     }
+}
+
+bp_mem *bp_buf_part_mem(bp_part *p)
+{
+    if (p->mem == NULL)
+        p->mem = bp_buf_mem_ref(p->buf); /* the buffer is still plain: nobody else has it */
+    return p->mem;
+}
+
+/* Whether a part of buf, whose reference the composite takes, needs a reference on buf's
+ * memory: not when buf is plain (its bytes in its own block, no views, no extension) and
+ * that reference is its only one. Then nobody else can write, grow or free the bytes while
+ * the composite holds buf, and the part costs no extension, no atomic and no second free. */
+static bool part_needs_mem(const bp_buf *buf)
+{
+    return __atomic_load_n(&buf->state, __ATOMIC_RELAXED) != 1;
 }
 
 void bp_buf_composite_free_parts(bp_buf *c)
@@ -116,9 +134,12 @@ unsigned bp_buf_part_count(const bp_buf *b)
  * room (reserve_parts). */
 static int add_part(bp_buf *c, bp_buf *buf, uint8_t *data, size_t len)
 {
-    bp_mem *m = bp_buf_mem_ref(buf); /* a plain buffer gets its extension: refused, ENOMEM */
-    if (m == NULL)
-        return BP_ENOMEM;
+    bp_mem *m = NULL;
+    if (part_needs_mem(buf)) {
+        m = bp_buf_mem_ref(buf); /* a plain buffer gets its extension: refused, ENOMEM */
+        if (m == NULL)
+            return BP_ENOMEM;
+    }
     bp_buf_ext *x = cx(c);
     bp_assert(x->nparts < x->parts_cap);
     x->parts[x->nparts++] = (bp_part){buf, m, data, x->capacity, len};
@@ -307,8 +328,10 @@ int bp_buf_prepend_part(bp_buf *c, bp_buf *part)
     if (count > x->max_parts)
         return BP_ECAP;
     err = reserve_parts(c, x->nparts + 1); /* before dropping: nothing changes on failure */
-    bp_mem *m = err == BP_OK ? bp_buf_mem_ref(part) : NULL;
-    if (m == NULL)
+    if (err != BP_OK)
+        return err;
+    bp_mem *m = NULL;
+    if (part_needs_mem(part) && (m = bp_buf_mem_ref(part)) == NULL)
         return BP_ENOMEM;
     drop_read_bytes(c);
     memmove(x->parts + 1, x->parts, x->nparts * sizeof(bp_part));
@@ -411,7 +434,7 @@ int bp_buf_composite_discard_read(bp_buf *c)
 bp_buf *bp_buf_composite_slice(bp_buf *c, size_t idx, size_t len, unsigned flags)
 {
     bp_pool *pool = bp_buf_pool(c);
-    const bp_buf_ext *x = cx(c);
+    bp_buf_ext *x = cx(c);
     bp_buf *s = bp_buf_composite(pool, x->nparts ? x->nparts : 1);
     if (s == NULL)
         return NULL;
@@ -422,10 +445,12 @@ bp_buf *bp_buf_composite_slice(bp_buf *c, size_t idx, size_t len, unsigned flags
         return NULL;
     }
     for (uint32_t i = len ? part_at(c, idx) : x->nparts; len > 0; i++) {
-        const bp_part *p = &x->parts[i];
+        bp_part *p = &x->parts[i];
         size_t off = idx - p->offset, take = BP_MIN(len, p->len - off);
-        bp_buf *v = bp_buf_view_mem(pool, p->mem, p->data + off, take,
-                                    (bp_buf_flags(p->buf) | flags) & BP_RDONLY);
+        bp_mem *m = bp_buf_part_mem(p);
+        bp_buf *v = m == NULL ? NULL
+                              : bp_buf_view_mem(pool, m, p->data + off, take,
+                                                (bp_buf_flags(p->buf) | flags) & BP_RDONLY);
         if (v == NULL) {
             bp_buf_release(s);
             return NULL;
@@ -595,17 +620,17 @@ static __thread int not_socket_fd = -1;
 
 /* writev with SIGPIPE blocked in this thread, so that a pipe whose reader has gone is EPIPE
  * and not the death of the process: a SIGPIPE the write raises is taken from the pending
- * set before the mask is restored. One already pending stays (it is not ours to take); it
- * was blocked, so this write's merges with it. */
+ * set before the mask is restored. A thread that blocks SIGPIPE already is left alone (a
+ * SIGPIPE pending then is the program's, and the write's merges with it); one that does not
+ * has none pending (it would have been delivered), so the one taken is the write's. Two
+ * system calls besides the write. */
 static ssize_t writev_no_sigpipe(int fd, struct iovec *iov, int n)
 {
-    sigset_t pipe_only, pending, old;
+    sigset_t pipe_only, old;
     sigemptyset(&pipe_only);
     sigaddset(&pipe_only, SIGPIPE);
-    sigpending(&pending);
-    bool ours = !sigismember(&pending, SIGPIPE);
-    if (ours)
-        pthread_sigmask(SIG_BLOCK, &pipe_only, &old);
+    pthread_sigmask(SIG_BLOCK, &pipe_only, &old);
+    bool ours = !sigismember(&old, SIGPIPE);
     ssize_t w = writev(fd, iov, n);
     int saved = errno;
     if (ours) {

@@ -60,11 +60,15 @@ typedef struct bp_mem {
 
 typedef struct bp_part {
     bp_buf *buf;   /* a reference the composite holds */
-    bp_mem *mem;   /* a reference on the memory data lies in */
+    bp_mem *mem;   /* a reference on the memory data lies in, or NULL: buf is plain and the
+                    * composite holds its only reference (bp_buf_part_mem makes one) */
     uint8_t *data; /* the part's bytes */
     size_t offset; /* where they start in the composite */
     size_t len;
 } bp_part;
+/* The memory a part's bytes lie in, for a view of them: made now (the buffer's extension)
+ * for a part that holds none, which the part then holds as any other; NULL on ENOMEM. */
+bp_mem *bp_buf_part_mem(bp_part *p);
 
 struct bp_leak;
 
