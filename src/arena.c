@@ -500,6 +500,82 @@ void *bp_arena_alloc_huge(bp_arena *arena, size_t size, size_t align)
     return bp_arena_alloc_huge_cleared(arena, size, align, false);
 }
 
+/* Under the lock: a cached mapping taken out of the cache (still registered and counted)
+ * made a live block of map_size bytes (its usable size; the slack stays mapped). */
+static void huge_reuse_locked(bp_arena *arena, bp_chunk *huge, size_t map_size, size_t align)
+{
+    bp_assert(bp_lock_held(&arena->lock));
+    huge->kind = BP_CHUNK_HUGE;
+    desc_of(huge)->align = BP_MAX(align, BP_MAP_GRANULE);
+    huge->size = map_size;
+    arena->huge_slack_bytes += huge->map_size - map_size;
+    bp_list_push(&arena->huge, huge, prev, next);
+    arena->counters.alloc_huge++;
+    arena->counters.active_bytes += map_size;
+    arena->counters.huge_bytes += map_size;
+}
+
+/* Under the lock, when no cached mapping fits as it is (huge_cache_take) and the OS layer
+ * resizes mappings (the default one, with mremap): the cached mapping whose pages serve a
+ * block of map_size bytes best once resized, out of the cache, or NULL. The smallest larger
+ * one first (cut down: no page faults at all), else the largest smaller one (grown: faults
+ * for the growth only), so a program whose huge blocks vary in size still reuses pages. */
+static bp_chunk *huge_cache_take_resizable(bp_arena *arena, size_t map_size, size_t align)
+{
+    bp_assert(bp_lock_held(&arena->lock));
+    unsigned n = arena->nhuge_cached, above = n, below = n;
+    if (n == 0 || !bp_os_can_remap(&arena->engine->memory.os))
+        return NULL;
+    for (unsigned i = 0; i < n; i++) {
+        size_t have = arena->huge_cache[i].huge->map_size;
+        if ((arena->huge_cache[i].huge->base & (align - 1)) != 0)
+            continue;
+        if (have >= map_size && (above == n || have < arena->huge_cache[above].huge->map_size))
+            above = i;
+        if (have < map_size && (below == n || have > arena->huge_cache[below].huge->map_size))
+            below = i;
+    }
+    unsigned pick = above != n ? above : below;
+    if (pick == n)
+        return NULL;
+    bp_chunk *huge = huge_cache_remove(arena, pick);
+    bp_unpoison((void *)huge->base, huge->map_size);
+    return huge;
+}
+
+static uintptr_t move_huge(bp_chunk *huge, size_t map_size);
+
+/* Outside the lock: a mapping out of the cache resized to map_size bytes at `align`, its pages
+ * kept (cut where it lies; grown in place or moved); false, the mapping as it was, when the
+ * OS or memory_limit refused. */
+static bool resize_cached(bp_arena *arena, bp_chunk *huge, size_t map_size, size_t align)
+{
+    bp_os_memory *mem = &arena->engine->memory;
+    size_t have = huge->map_size;
+    if (map_size < have) {
+        if (!bp_os_remap_in_place((void *)huge->base, have, map_size))
+            return false;
+        bp_os_uncount(mem, have - map_size);
+    } else if (map_size > have) {
+        if (!bp_os_count(mem, map_size - have))
+            return false;
+        uintptr_t moved = huge->base;
+        desc_of(huge)->align = BP_MAX(align, BP_MAP_GRANULE);
+        if (!bp_os_remap_in_place((void *)huge->base, have, map_size)) {
+            moved = move_huge(huge, map_size);
+            if (moved == 0) {
+                bp_os_uncount(mem, map_size - have);
+                return false;
+            }
+        }
+        huge->base = moved;
+        huge->fast.unit_info_biased = bp_units_biased(bp_zero_units, moved);
+    }
+    huge->map_size = map_size;
+    bp_unpoison((void *)huge->base, map_size);
+    return true;
+}
+
 void *bp_arena_alloc_huge_cleared(bp_arena *arena, size_t size, size_t align, bool zero)
 {
     bp_engine *engine = arena->engine;
@@ -508,20 +584,25 @@ void *bp_arena_alloc_huge_cleared(bp_arena *arena, size_t size, size_t align, bo
     /* size 0 (an alignment above the chunk size asked for nothing) still takes a page: every
      * block has its own address and can be freed */
     size_t map_size = bp_align_up(BP_MAX(size, 1), engine->page_size);
+    align = BP_MAX(align, BP_MAP_GRANULE);
     bp_lock_acquire(&arena->lock);
     purge_tick(arena);
-    bp_chunk *reused = huge_cache_take(arena, map_size, BP_MAX(align, BP_MAP_GRANULE));
-    if (reused != NULL) {
-        reused->kind = BP_CHUNK_HUGE;
-        desc_of(reused)->align = BP_MAX(align, BP_MAP_GRANULE);
-        reused->size = map_size; /* the usable size asked for; the slack stays mapped */
-        arena->huge_slack_bytes += reused->map_size - map_size;
-        bp_list_push(&arena->huge, reused, prev, next);
-        arena->counters.alloc_huge++;
-        arena->counters.active_bytes += map_size;
-        arena->counters.huge_bytes += map_size;
-    }
+    bp_chunk *reused = huge_cache_take(arena, map_size, align);
+    bp_chunk *resized = reused == NULL ? huge_cache_take_resizable(arena, map_size, align) : NULL;
+    if (reused != NULL)
+        huge_reuse_locked(arena, reused, map_size, align);
     arena_unlock(arena);
+    if (resized != NULL) {
+        bool done = resize_cached(arena, resized, map_size, align);
+        bp_lock_acquire(&arena->lock);
+        if (done) {
+            huge_reuse_locked(arena, resized, map_size, align);
+            reused = resized;
+        } else {
+            defer_unmap_huge(arena, resized, resized->map_size); /* still counted */
+        }
+        arena_unlock(arena);
+    }
     if (reused != NULL) {
         if (zero)
             memset((void *)reused->base, 0, size); /* its last user's bytes */

@@ -285,6 +285,49 @@ static void *block_after(void *p, size_t size)
     return got;
 }
 
+/* With the default layer a cached mapping serves a block of another size too: cut down for
+ * a smaller one, grown (in place or moved) for a larger one, its pages kept either way (no
+ * page faults for them), and memory_limit's count follows exactly. */
+static void test_reused_resized(void)
+{
+    bp_pool *pool = default_os_pool(0);
+    size_t mib = (size_t)1 << 20;
+    char *a = bp_alloc(pool, 20 * mib);
+    REQUIRE(a != NULL);
+    a[0] = 0x5a;
+    bp_free(a);
+    through_quarantine(pool);
+    size_t counted = pool->engine.memory.counted;
+    char *b = bp_alloc(pool, 8 * mib); /* far smaller: the mapping cut down */
+    CHECK(b == a);
+    /* the page the program wrote, not a new one (checked builds purge a quarantined block) */
+    CHECK(BP_CHECKED || b[0] == 0x5a);
+    CHECK_EQ(pool->engine.memory.counted, counted - 12 * mib);
+    CHECK_EQ(bp_usable_size(b), 8 * mib);
+    bp_free(b);
+    through_quarantine(pool);
+    counted = pool->engine.memory.counted;
+    char *c = bp_alloc(pool, 16 * mib); /* larger than anything cached: one grown */
+    REQUIRE(c != NULL);
+    CHECK(BP_CHECKED || c[0] == 0x5a);
+    CHECK_EQ(pool->engine.memory.counted, counted + 8 * mib);
+    CHECK_EQ(bp_usable_size(c), 16 * mib);
+    memset(c, 1, 16 * mib); /* all of it is there */
+    bp_free(c);
+    through_quarantine(pool);
+    char *z = bp_calloc(pool, 1, 6 * mib);
+    REQUIRE(z != NULL);
+    size_t nonzero = 0;
+    for (size_t i = 0; i < 6 * mib; i++)
+        nonzero += z[i] != 0;
+    CHECK_EQ(nonzero, 0);
+    bp_free(z);
+    CHECK_EQ(bp_pool_check(pool), 0);
+    bp_pool_trim(pool);
+    CHECK_EQ(pool->engine.memory.counted, 0);
+    bp_pool_destroy(pool);
+}
+
 static void test_realloc_grows_and_shrinks(void)
 {
     size_t mib = (size_t)1 << 20;
@@ -433,6 +476,7 @@ int main(void)
     RUN(test_decay_releases);
     RUN(test_eviction_unmaps_outside_the_lock);
     RUN(test_decay_unmaps_outside_the_lock);
+    RUN(test_reused_resized);
     RUN(test_realloc_grows_and_shrinks);
     RUN(test_realloc_moves_keeping_alignment);
     RUN(test_realloc_within_memory_limit);
