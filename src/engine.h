@@ -12,7 +12,7 @@
  *
  * Invariants: page_size == 1 << sc.page_shift; chunk_size == page_size * sc.chunk_pages;
  * cache_classes <= sc.nclasses; transfer_limit[c] == 0 for c >= cache_classes;
- * run_cache_limit[c] == 0 for c < cache_classes. */
+ * run_cache_limit[c] == 0 for c < cache_classes, and for every c when purge_decay_ms == 0. */
 typedef struct bp_engine {
     bp_size_classes sc;
     bp_os_memory memory; /* the OS layer's table and what memory_limit counts */
