@@ -543,6 +543,15 @@ int bp_buf_iov(const bp_buf *b, size_t off, size_t len, struct iovec *iov, int m
     size_t capacity = bp_buf_cap(b);
     if (off > capacity || len > capacity - off)
         return BP_EBOUNDS;
+    if (!bp_buf_is_composite(b)) { /* one segment: no walk */
+        if (len > 0) {
+            iov[0].iov_base = b->data + off;
+            iov[0].iov_len = len;
+        }
+        if (covered != NULL)
+            *covered = len;
+        return len > 0;
+    }
     int n = 0;
     size_t done = 0;
     for (uint32_t i = len ? segment_at(b, off) : segment_count(b); done < len && n < max; i++) {
