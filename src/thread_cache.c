@@ -597,6 +597,15 @@ static void register_membarrier(void)
         syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0;
 }
 
+/* Registered when the library loads, while the process has (nearly always) one thread: the
+ * kernel then needs no grace period. With threads running it waits for one (about 13 ms on
+ * the machines measured), which the first thread to trim or look for idle caches would pay
+ * in the middle of its work. Loaded later (dlopen), the first such call registers. */
+__attribute__((constructor)) static void register_membarrier_at_load(void)
+{
+    pthread_once(&membarrier_once, register_membarrier);
+}
+
 static bool can_reclaim_others(void)
 {
     pthread_once(&membarrier_once, register_membarrier);
