@@ -138,7 +138,9 @@ typedef struct bp_config {
                                * max_cached are not kept for reuse), -1 = only on
                                * bp_pool_trim; default 10000 */
     size_t huge_cache_bytes;  /* freed huge blocks (above chunk_size) each arena keeps mapped
-                               * for reuse by a block of the same size up to 25 % smaller,
+                               * for reuse by a block of the same size up to 25 % smaller (with
+                               * the default OS layer, by any huge block: a mapping is cut down
+                               * or grown with mremap, its pages kept),
                                * released after purge_decay_ms unused (none kept when it is 0),
                                * by bp_pool_trim and before memory_limit fails an allocation;
                                * at most 16 blocks, 0..1 TiB, 0 = none; default 64 MiB */
