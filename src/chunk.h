@@ -132,13 +132,14 @@ struct bp_chunk {
 _Static_assert(offsetof(bp_chunk, fast) == 0 && offsetof(struct bp_fast_chunk, slot) == 8,
                "the fast paths' chunk layout (BP_FAST_ABI_VERSION 1)");
 
-/* A new chunk: memory_limit counts its memory and its metadata (bp_chunk_meta_size). */
+/* A new chunk of `arena` (its owner): memory_limit counts its memory and its metadata
+ * (bp_chunk_meta_size); NULL when the limit, the OS layer or a region refuses. */
 bp_chunk *bp_chunk_new(bp_engine *engine, bp_arena *arena);
 size_t bp_chunk_meta_size(const bp_engine *engine);
 /* Unmaps the chunk's memory and metadata and uncounts them; true when done. When the OS layer
  * refuses the memory the chunk stays whole (registered, counted, its free pages purged) and
- * false is returned: the caller keeps it for reuse. Refused metadata goes to the arena's
- * stuck ranges (bp_arena_unmap). */
+ * false is returned: the caller keeps it for reuse. Refused metadata stays counted on the OS
+ * layer's stuck list (bp_os_unmap_counted). */
 bool bp_chunk_try_delete(bp_chunk *chunk);
 /* The same for a pool being destroyed: refused memory stays mapped, purged, out of the chunk
  * map. */
