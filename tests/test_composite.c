@@ -330,14 +330,24 @@ static void test_parts_owned_alone(void)
     /* its owner sees the bytes shared: they cannot move under the composite */
     CHECK_EQ(bp_buf_skip(shared, 1), BP_OK);
     CHECK_EQ(bp_buf_discard_read(shared), BP_ESHARED);
+    /* a view handed over holds its memory itself: the part needs no reference of its own */
+    bp_buf *origin = filled("klmn");
+    CHECK_EQ(bp_buf_append(c, bp_buf_slice(origin, 1, 2, 0)), BP_OK); /* "lm" */
+    CHECK(c->more.ext->parts[2].mem == NULL);
+    bp_buf_release(origin);                    /* the view keeps the bytes */
     bp_buf *inside = bp_buf_slice(c, 1, 3, 0); /* one part: a plain view of it */
     REQUIRE(inside != NULL);
     CHECK(c->more.ext->parts[0].mem != NULL); /* made for the view */
     bp_buf *across = bp_buf_slice(c, 4, 4, 0);
     REQUIRE(across != NULL);
+    bp_buf *tail = bp_buf_slice(c, 8, 4, 0); /* "ij" + "lm", across the view part */
+    REQUIRE(tail != NULL);
+    CHECK(c->more.ext->parts[2].mem != NULL); /* made for the slice */
     bp_buf_release(c);
     CHECK(readable_is(inside, "bcd")); /* the view keeps the bytes alive */
     CHECK_EQ(bp_buf_readable(across), 4);
+    CHECK(readable_is(tail, "ijlm"));
+    bp_buf_release(tail);
     bp_buf_release(inside);
     bp_buf_release(across);
     bp_buf_release(shared);

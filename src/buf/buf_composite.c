@@ -104,12 +104,12 @@ bp_mem *bp_buf_part_mem(bp_part *p)
 }
 
 /* Whether a part of buf, whose reference the composite takes, needs a reference on buf's
- * memory: not when buf is plain (its bytes in its own block, no views, no extension) and
- * that reference is its only one. Then nobody else can write, grow or free the bytes while
- * the composite holds buf, and the part costs no extension, no atomic and no second free. */
+ * memory: not when that reference is buf's only one. Then nobody else can grow, move or free
+ * buf's bytes while the composite holds buf (views of them hold the memory themselves), and
+ * the part costs no extension for a plain buffer and no atomic for any. */
 static bool part_needs_mem(const bp_buf *buf)
 {
-    return __atomic_load_n(&buf->state, __ATOMIC_RELAXED) != 1;
+    return (__atomic_load_n(&buf->state, __ATOMIC_RELAXED) & BP_BUF_REFS_MASK) != 1;
 }
 
 void bp_buf_composite_free_parts(bp_buf *c)

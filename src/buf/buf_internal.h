@@ -38,8 +38,9 @@
  * capacity) lies in its memory (ext->mem; with BP_BUF_GROWN and no extension the block at
  * data - BP_MEM_HEADER; else the header's own block); a composite has data == NULL, mem ==
  * NULL and parts[0..nparts) tiling [0, capacity) in order (parts[i].offset == the sum of the
- * previous lengths), each holding a reference to its buffer and one to the memory its bytes
- * lie in (so the part's owner can neither free nor move them: it sees them shared). A
+ * previous lengths), each holding a reference to its buffer and, unless that reference is
+ * the buffer's only one, one to the memory its bytes lie in (so the part's other owners can
+ * neither free nor move them: they see them shared). A
  * composite view (BP_BUF_VIEW, from a slice) has capacity == max_capacity, before and after
  * bp_buf_discard_read. Flags are only ever added, by the thread using the buffer, with an
  * atomic OR (other threads may retain and release it meanwhile), except BP_BUF_GROWN, which
@@ -60,8 +61,8 @@ typedef struct bp_mem {
 
 typedef struct bp_part {
     bp_buf *buf;   /* a reference the composite holds */
-    bp_mem *mem;   /* a reference on the memory data lies in, or NULL: buf is plain and the
-                    * composite holds its only reference (bp_buf_part_mem makes one) */
+    bp_mem *mem;   /* a reference on the memory data lies in, or NULL: the composite holds
+                    * buf's only reference (bp_buf_part_mem makes one when a view needs it) */
     uint8_t *data; /* the part's bytes */
     size_t offset; /* where they start in the composite */
     size_t len;
