@@ -8,6 +8,7 @@
 #include "front.h"
 #include "test.h"
 
+#include <errno.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <time.h>
@@ -328,6 +329,33 @@ static void test_reused_resized(void)
     bp_pool_destroy(pool);
 }
 
+/* A cached mapping that memory_limit will not let grow is unmapped rather than kept, and the
+ * allocation fails cleanly when a new mapping does not fit either: the count stays exact
+ * and a block that fits afterwards is served. */
+static void test_resize_refused_by_limit(void)
+{
+    size_t mib = (size_t)1 << 20;
+    bp_pool *pool = default_os_pool(24 * mib);
+    char *live = bp_alloc(pool, 8 * mib);
+    char *cached = bp_alloc(pool, 8 * mib);
+    REQUIRE(live != NULL && cached != NULL);
+    bp_free(cached);
+    through_quarantine(pool);
+    errno = 0;
+    CHECK(bp_alloc(pool, 17 * mib) == NULL); /* 8 live + 17 is past 24 either way */
+    CHECK_EQ(errno, ENOMEM);
+    CHECK(pool->engine.memory.counted <= 24 * mib);
+    CHECK_EQ(pool->engine.memory.counted, 8 * mib + bp_arena_overhead_bytes(&pool->arenas[0]));
+    CHECK_EQ(bp_pool_check(pool), 0);
+    char *fits = bp_alloc(pool, 12 * mib);
+    CHECK(fits != NULL);
+    bp_free(fits);
+    bp_free(live);
+    bp_pool_trim(pool);
+    CHECK_EQ(pool->engine.memory.counted, 0);
+    bp_pool_destroy(pool);
+}
+
 static void test_realloc_grows_and_shrinks(void)
 {
     size_t mib = (size_t)1 << 20;
@@ -477,6 +505,7 @@ int main(void)
     RUN(test_eviction_unmaps_outside_the_lock);
     RUN(test_decay_unmaps_outside_the_lock);
     RUN(test_reused_resized);
+    RUN(test_resize_refused_by_limit);
     RUN(test_realloc_grows_and_shrinks);
     RUN(test_realloc_moves_keeping_alignment);
     RUN(test_realloc_within_memory_limit);
